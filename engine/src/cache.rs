@@ -1,0 +1,267 @@
+//! The `Cache` handle: routing keys to shards, reads, and writes.
+
+use crate::builder::CacheBuilder;
+use crate::error::Error;
+use coherent_shard::{Op, Reply, Shard, SubmitError};
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+/// A concurrent cache that never serves stale data.
+///
+/// `Cache` is a cheap handle (`Clone` shares the same cache); the cache and
+/// everything in it is freed when the last handle is dropped. There are no
+/// background threads to stop: a shard's writer is whichever caller holds
+/// its token at the moment.
+///
+/// ```
+/// use coherent::Cache;
+///
+/// let cache: Cache<&str, u64> = Cache::new();
+/// cache.insert("a", 1).unwrap();            // visible when it returns
+/// assert_eq!(cache.get("a"), Some(1));      // lock-free, never waits
+/// cache.update("a", |v| v.map(|n| n + 1)).unwrap(); // atomic read-modify-write
+/// assert_eq!(cache.get("a"), Some(2));
+/// cache.invalidate(&"a").unwrap();
+/// assert_eq!(cache.get("a"), None);
+/// ```
+pub struct Cache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+struct Inner<K, V> {
+    shards: Box<[Shard<K, V>]>,
+    /// One hasher for routing and probing, seeded per cache so that keys
+    /// chosen by an attacker cannot collide on purpose.
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Default for Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache with the default settings (see [`CacheBuilder`]).
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default configuration is valid")
+    }
+
+    /// Starts configuring a cache.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn from_parts(shards: usize, mailbox_capacity: usize, per_shard: usize) -> Self {
+        let shards = (0..shards)
+            .map(|_| Shard::new(mailbox_capacity, per_shard))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                shards,
+                hasher: foldhash::fast::RandomState::default(),
+            }),
+        }
+    }
+
+    /// Returns a clone of the value of `key`, if cached.
+    ///
+    /// Lock-free: it never waits, never takes a lock and never sends a
+    /// message. It sees every write that returned before it started (G1).
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        self.shard(hash).get(hash, key)
+    }
+
+    /// Whether `key` is cached. Lock-free, like [`get`](Self::get).
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`; returns once every `get` that starts
+    /// afterwards, on any thread, sees it. A load of `key` in flight will
+    /// not install its (older) value over this one.
+    pub fn insert(&self, key: K, value: V) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "insert");
+        self.submit(hash, Op::Insert { key, value }).map(drop)
+    }
+
+    /// Removes `key`; returns once no `get` that starts afterwards sees it,
+    /// and no load that began before it can install its value.
+    pub fn invalidate(&self, key: &K) -> Result<(), Error> {
+        let hash = self.hash(key);
+        tracing::trace!(hash, "invalidate");
+        self.submit(hash, Op::Invalidate { key: key.clone() })
+            .map(drop)
+    }
+
+    /// Atomically replaces the value of `key` with `f(current)` and returns
+    /// the new value. `f` runs inside the shard that owns `key`, after every
+    /// earlier write to it and before any later one, so concurrent updates
+    /// are applied one after another and none is lost (G4). Returning `None`
+    /// removes the key.
+    ///
+    /// `f` should be short: writes to the same shard wait while it runs. It
+    /// may read the cache but not write to it ([`Error::Reentrant`]). If it
+    /// panics, nothing changes and this call returns
+    /// [`Error::UpdatePanicked`].
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<&str, Vec<u32>>::new();
+    /// cache.update("list", |v| {
+    ///     let mut list = v.cloned().unwrap_or_default();
+    ///     list.push(7);
+    ///     Some(list)
+    /// }).unwrap();
+    /// assert_eq!(cache.get("list"), Some(vec![7]));
+    /// ```
+    pub fn update<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+    {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "update");
+        updated(self.submit(
+            hash,
+            Op::Update {
+                key,
+                f: Box::new(f),
+            },
+        )?)
+    }
+
+    /// [`insert`](Self::insert) for async code: resolves once the value is
+    /// visible. If the future is dropped after the write was queued, the
+    /// write still happens.
+    pub async fn insert_async(&self, key: K, value: V) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        self.submit_async(hash, Op::Insert { key, value })
+            .await
+            .map(drop)
+    }
+
+    /// [`invalidate`](Self::invalidate) for async code.
+    pub async fn invalidate_async(&self, key: &K) -> Result<(), Error> {
+        let hash = self.hash(key);
+        self.submit_async(hash, Op::Invalidate { key: key.clone() })
+            .await
+            .map(drop)
+    }
+
+    /// [`update`](Self::update) for async code. `f` itself is synchronous:
+    /// it runs inside the owning shard.
+    pub async fn update_async<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+    {
+        let hash = self.hash(&key);
+        updated(
+            self.submit_async(
+                hash,
+                Op::Update {
+                    key,
+                    f: Box::new(f),
+                },
+            )
+            .await?,
+        )
+    }
+
+    /// Entries cached, summed over the shards (each as of its last change;
+    /// exact once writers are quiet).
+    pub fn entry_count(&self) -> usize {
+        self.inner.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Callers currently waiting inside the cache, over all shards: writers
+    /// waiting for their write to be applied and `get_or_load` callers
+    /// waiting for another caller's load. A diagnostic (tests use it to know
+    /// that a caller is blocked); a snapshot that may be stale when it
+    /// returns.
+    pub fn waiting(&self) -> usize {
+        self.inner.shards.iter().map(Shard::waiting).sum()
+    }
+
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    /// The shard of `hash`: its high 32 bits scaled to the shard count (the
+    /// table probes with the low bits, so the two choices are independent).
+    #[inline]
+    pub(crate) fn shard(&self, hash: u64) -> &Shard<K, V> {
+        let n = self.inner.shards.len() as u64;
+        let i = ((hash >> 32) * n) >> 32;
+        &self.inner.shards[i as usize]
+    }
+
+    fn submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
+        self.shard(hash).submit(hash, op).map_err(submit_error)
+    }
+
+    async fn submit_async(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
+        self.shard(hash)
+            .submit_async(hash, op)
+            .await
+            .map_err(submit_error)
+    }
+}
+
+pub(crate) fn submit_error<T>(e: SubmitError<T>) -> Error {
+    match e {
+        SubmitError::Reentrant(_) => Error::Reentrant,
+        // `Full` comes only from `try_submit`, which this crate does not call.
+        SubmitError::Lost | SubmitError::Full(_) => Error::Lost,
+    }
+}
+
+fn updated<V>(reply: Reply<V>) -> Result<Option<V>, Error> {
+    match reply {
+        Reply::Updated(v) => Ok(v),
+        Reply::UpdatePanicked(msg) => Err(Error::UpdatePanicked(msg)),
+        _ => unreachable!("a shard answers an update with Updated or UpdatePanicked"),
+    }
+}

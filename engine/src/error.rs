@@ -1,0 +1,82 @@
+//! Errors.
+
+use std::fmt;
+
+/// Why a cache operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given a setting it cannot honour; the message says
+    /// which and why.
+    InvalidConfig(String),
+    /// A write or load was called from inside an `update` closure. The
+    /// closure runs as the owner of a shard, and waiting on a shard from
+    /// there could wait on itself; nothing was changed. Reads (`get`) are
+    /// fine inside a closure.
+    Reentrant,
+    /// The `update` closure panicked (the panic's message is kept). Nothing
+    /// was changed and the cache goes on serving.
+    UpdatePanicked(String),
+    /// The shard failed while this operation was queued, because a key's or
+    /// value's own `Hash`, `Eq` or `Clone` panicked. The operation may or may
+    /// not have been applied; the cache goes on serving.
+    Lost,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig(why) => write!(f, "invalid cache configuration: {why}"),
+            Error::Reentrant => f.write_str(
+                "cache write called from inside an update closure (would wait on its own shard)",
+            ),
+            Error::UpdatePanicked(msg) => {
+                write!(f, "update closure panicked, nothing was changed: {msg}")
+            }
+            Error::Lost => {
+                f.write_str("a shard failed before answering (a key or value trait impl panicked)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why `get_or_load` produced no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError<E> {
+    /// The loader returned this error. It reaches only the caller whose
+    /// loader it was; other callers waiting for the key run their own.
+    Loader(E),
+    /// The loader panicked (the panic's message is kept). Like an error, it
+    /// reaches only this caller.
+    LoaderPanicked(String),
+    /// The cache itself refused or failed the operation.
+    Cache(Error),
+}
+
+impl<E: fmt::Display> fmt::Display for LoadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Loader(e) => write!(f, "loader failed: {e}"),
+            LoadError::LoaderPanicked(msg) => write!(f, "loader panicked: {msg}"),
+            LoadError::Cache(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for LoadError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Loader(e) => Some(e),
+            LoadError::Cache(e) => Some(e),
+            LoadError::LoaderPanicked(_) => None,
+        }
+    }
+}
+
+impl<E> From<Error> for LoadError<E> {
+    fn from(e: Error) -> Self {
+        LoadError::Cache(e)
+    }
+}

@@ -1,0 +1,44 @@
+//! `coherent`: an in-process cache that never serves stale data under
+//! concurrency, with lock-free reads.
+//!
+//! Keys are hashed to shards. A shard owns its entries and applies writes,
+//! updates and load completions as messages, one at a time; readers never
+//! talk to shards, they read a snapshot the shard publishes through
+//! `arc-swap`. A write returns only once it is visible.
+//!
+//! ```
+//! use coherent::Cache;
+//!
+//! let cache: Cache<u64, String> = Cache::builder().shards(8).build()?;
+//! cache.insert(1, "one".to_owned())?;
+//! assert_eq!(cache.get(&1).as_deref(), Some("one"));
+//!
+//! // Loads are single-flight and never install a value an update raced.
+//! let v = cache.get_or_load(2, |k| Ok::<_, std::io::Error>(format!("loaded {k}")))?;
+//! assert_eq!(v, "loaded 2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **G1** a write (`insert`, `invalidate`, `update`) is visible to every
+//!   `get` that starts after it returns; single-key operations are
+//!   linearizable.
+//! - **G3** `get_or_load` never installs a value loaded before a write to the
+//!   same key committed, and never hands such a value to a call that started
+//!   after the write.
+//! - **G4** `update` is an atomic read-modify-write; none is lost.
+//! - **G5** `get` takes no lock, sends no message and never waits.
+//! - **G6** a panicking or failing closure reaches only its own caller.
+//!
+//! `docs/guarantees.md` in the repository states each precisely and names the
+//! test that checks it.
+
+mod builder;
+mod cache;
+mod error;
+mod load;
+
+pub use crate::builder::{CacheBuilder, MAX_SHARDS};
+pub use crate::cache::Cache;
+pub use crate::error::{Error, LoadError};

@@ -1,0 +1,231 @@
+//! `get_or_load`: single-flight loads that never install stale data (G3).
+//!
+//! The loader runs on the caller's thread or task, never inside a shard. The
+//! shard that owns the key keeps a lease per load in flight: the first caller
+//! gets a token and runs its loader, later callers wait for its value. Any
+//! write to the key dooms the lease, and the shard then refuses the value the
+//! leader brings back: it was read before the write, so it may be stale. The
+//! leader still returns its own value to its own caller (that call overlapped
+//! the write), but nobody else gets it: callers waiting on a doomed lease are
+//! served by a fresh load, run by the first of them.
+
+use crate::cache::{submit_error, Cache};
+use crate::error::{Error, LoadError};
+use coherent_shard::{panic_message, Completion, Op, Reply, Shard};
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Returns the value of `key`, loading it with `loader` on a miss.
+    ///
+    /// - At most one loader runs per key at a time; callers that arrive
+    ///   meanwhile wait for its value.
+    /// - The loaded value is cached only if no write to `key` committed
+    ///   while the loader ran (G3). A call that starts after a write to
+    ///   `key` returned never gets a value loaded before that write.
+    /// - A loader error or panic reaches only this caller; a waiting caller
+    ///   then runs its own loader.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, String>::new();
+    /// let v = cache.get_or_load(7, |k| Ok::<_, std::io::Error>(format!("row {k}"))).unwrap();
+    /// assert_eq!(v, "row 7");
+    /// assert_eq!(cache.get(&7).as_deref(), Some("row 7"));
+    ///
+    /// let err = cache.get_or_load(8, |_| Err::<String, _>("db down")).unwrap_err();
+    /// assert_eq!(err, coherent::LoadError::Loader("db down"));
+    /// assert_eq!(cache.get(&8), None);
+    /// ```
+    pub fn get_or_load<E, F>(&self, key: K, loader: F) -> Result<V, LoadError<E>>
+    where
+        F: FnOnce(&K) -> Result<V, E>,
+    {
+        let hash = self.hash(&key);
+        let shard = self.shard(hash);
+        if let Some(v) = shard.get(hash, &key) {
+            return Ok(v);
+        }
+        let waiting = shard.load_begin(hash, key.clone()).map_err(submit_error)?;
+        let answer = {
+            let _waiting = shard.waiter();
+            waiting.wait()
+        };
+        let token = match wait_turn(answer)? {
+            Turn::Hit(v) => return Ok(v),
+            Turn::Lead(token) => token,
+        };
+        let lease = Lease::new(shard, hash, key, token);
+        match catch_unwind(AssertUnwindSafe(|| loader(&lease.key))) {
+            Ok(Ok(value)) => Ok(lease.install(value)),
+            Ok(Err(e)) => Err(LoadError::Loader(e)),
+            Err(payload) => Err(LoadError::LoaderPanicked(panic_message(&*payload))),
+        }
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with a loader that cannot fail.
+    pub fn get_with<F>(&self, key: K, init: F) -> Result<V, Error>
+    where
+        F: FnOnce(&K) -> V,
+    {
+        self.get_or_load(key, |k| Ok::<_, std::convert::Infallible>(init(k)))
+            .map_err(|e| match e {
+                LoadError::Cache(e) => e,
+                LoadError::LoaderPanicked(msg) => Error::UpdatePanicked(msg),
+                LoadError::Loader(never) => match never {},
+            })
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for async code: `loader` is a
+    /// future, polled only if this call leads the load. Dropping the
+    /// returned future is safe at any point: a dropped leader hands the load
+    /// to the next waiter, a dropped waiter simply leaves.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = coherent::Cache::<u64, u64>::new();
+    /// let v = cache.get_or_load_async(3, async { Ok::<_, ()>(9) }).await.unwrap();
+    /// assert_eq!(v, 9);
+    /// assert_eq!(cache.get(&3), Some(9));
+    /// # });
+    /// ```
+    pub async fn get_or_load_async<E, F>(&self, key: K, loader: F) -> Result<V, LoadError<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        let hash = self.hash(&key);
+        let shard = self.shard(hash);
+        if let Some(v) = shard.get(hash, &key) {
+            return Ok(v);
+        }
+        let waiting = shard.load_begin(hash, key.clone()).map_err(submit_error)?;
+        let mut waiting = WaitTurn {
+            shard,
+            hash,
+            key: Some(key),
+            completion: waiting,
+        };
+        let answer = {
+            let _waiting = shard.waiter();
+            (&mut waiting.completion).await
+        };
+        let token = match wait_turn(answer)? {
+            Turn::Hit(v) => return Ok(v),
+            Turn::Lead(token) => token,
+        };
+        // No await point since the answer arrived: the lease guard takes
+        // over before this future can be dropped.
+        let key = waiting.key.take().expect("key is taken once");
+        let lease = Lease::new(shard, hash, key, token);
+        match (CatchUnwind(Box::pin(loader))).await {
+            Ok(Ok(value)) => Ok(lease.install(value)),
+            Ok(Err(e)) => Err(LoadError::Loader(e)),
+            Err(msg) => Err(LoadError::LoaderPanicked(msg)),
+        }
+    }
+}
+
+enum Turn<V> {
+    Hit(V),
+    Lead(u64),
+}
+
+fn wait_turn<V>(reply: Option<Reply<V>>) -> Result<Turn<V>, Error> {
+    match reply {
+        Some(Reply::Hit(v)) => Ok(Turn::Hit(v)),
+        Some(Reply::Lead(token)) => Ok(Turn::Lead(token)),
+        Some(_) => unreachable!("a load is answered with Hit or Lead"),
+        None => Err(Error::Lost),
+    }
+}
+
+/// A lease this caller leads. Unless its value is installed, dropping it
+/// (loader error, panic, or a dropped future) abandons the load, so the next
+/// waiter leads instead of waiting forever.
+struct Lease<'a, K: Hash + Eq + Clone, V: Clone> {
+    shard: &'a Shard<K, V>,
+    hash: u64,
+    key: K,
+    token: u64,
+    done: bool,
+}
+
+impl<'a, K: Hash + Eq + Clone, V: Clone> Lease<'a, K, V> {
+    fn new(shard: &'a Shard<K, V>, hash: u64, key: K, token: u64) -> Self {
+        Self {
+            shard,
+            hash,
+            key,
+            token,
+            done: false,
+        }
+    }
+
+    /// Brings the value to the shard; returns it to the leader whether or not
+    /// the shard kept it.
+    fn install(mut self, value: V) -> V {
+        self.done = true;
+        let op = Op::Install {
+            key: self.key.clone(),
+            value: value.clone(),
+            token: self.token,
+        };
+        match self.shard.submit(self.hash, op) {
+            Ok(Reply::Installed) => tracing::trace!(token = self.token, "load installed"),
+            Ok(_) => tracing::debug!(token = self.token, "load raced a write; not cached"),
+            Err(_) => tracing::warn!(token = self.token, "install lost; value not cached"),
+        }
+        value
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for Lease<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.done {
+            let op = Op::Abandon {
+                key: self.key.clone(),
+                token: self.token,
+            };
+            self.shard.send_oneway(self.hash, op);
+        }
+    }
+}
+
+/// An async caller waiting for its turn. If it is dropped after the shard
+/// made it the leader but before it saw that, it abandons the lease.
+struct WaitTurn<'a, K: Hash + Eq + Clone, V: Clone> {
+    shard: &'a Shard<K, V>,
+    hash: u64,
+    key: Option<K>,
+    completion: Completion<Reply<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for WaitTurn<'_, K, V> {
+    fn drop(&mut self) {
+        if let (Some(Reply::Lead(token)), Some(key)) = (self.completion.close(), self.key.take()) {
+            self.shard
+                .send_oneway(self.hash, Op::Abandon { key, token });
+        }
+    }
+}
+
+/// Polls a future, turning a panic into an error with its message.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! One shard of the [`coherent`](https://docs.rs/coherent) cache.
+//!
+//! A shard owns a set of entries outright. Changes reach it as messages
+//! ([`Op`]) applied one at a time by whoever holds its owner token; readers
+//! never talk to it and read its published table without locks. Most users
+//! want the `coherent` crate, which routes keys to shards and offers the
+//! public `Cache` API; this crate is its building block.
+//!
+//! ```
+//! use coherent_shard::{Op, Reply, Shard};
+//!
+//! let shard: Shard<u64, &str> = Shard::new(64, 16);
+//! let hash = 42; // the caller hashes the key (the engine uses one hasher)
+//! assert_eq!(shard.submit(hash, Op::Insert { key: 1, value: "one" }).unwrap(), Reply::Done);
+//! assert_eq!(shard.get(hash, &1), Some("one"));
+//! ```
+//!
+//! # Guarantees
+//!
+//! A change is visible to every `get` that starts after `submit` returns;
+//! single-key operations are linearizable; a load installs its value only if
+//! no write to the key committed while it ran. See `docs/guarantees.md` in
+//! the repository for the full contract and the tests behind each promise.
+
+mod completion;
+mod mailbox;
+mod message;
+mod owner;
+mod shard;
+mod sync;
+mod table;
+
+pub use crate::completion::{Completion, Responder};
+pub use crate::message::{Op, Reply, UpdateFn};
+pub use crate::shard::{Shard, SubmitError, WaiterGuard};
+
+/// The message of a panic payload, for errors that report a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    owner::panic_message(payload)
+}

@@ -1,0 +1,623 @@
+//! One shard: a logical actor with a mailbox and an owner token.
+//!
+//! The shard is not a thread. Whoever holds its owner token is its one writer
+//! for that moment: it applies the queued messages in order, then its own,
+//! answering each caller once the change is visible, releases the token, and
+//! looks at the mailbox again so that no message is stranded. A writer that
+//! finds the token free applies its own message at once (no thread to wake,
+//! no channel round trip); one that finds it taken queues its message, tries
+//! the token once more, and waits for its answer (spinning first: the holder
+//! is running and answers within microseconds). Two writers never run inside
+//! a shard at the same time, and readers never touch any of this.
+//!
+//! # The hand-off (why no message is stranded)
+//!
+//! A writer does `push(msg); fence(SeqCst); try_lock()`. A holder does
+//! `unlock(); fence(SeqCst); is_empty()`. This is the store-buffering pattern
+//! with a sequentially consistent fence on each side: the two fences are
+//! ordered one way or the other, so either the writer's `try_lock` sees the
+//! unlock (and the writer drains the queue itself) or the holder's `is_empty`
+//! sees the message (and the holder takes the token again). A holder that
+//! took the token after the push and drained before seeing it is covered by
+//! the same argument at its own release. A loom model of this hand-off is in
+//! `tests/loom_handoff.rs` of this crate.
+
+use crate::completion::{completion, Completion, Responder};
+use crate::mailbox::{Full, Mailbox};
+use crate::message::{Op, Reply};
+use crate::owner::{in_closure, Owner, MIN_SLOTS};
+use crate::sync::{
+    fence, thread, Arc, ArcSwap, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError,
+};
+use crate::table::{Slots, Table};
+use crossbeam_utils::CachePadded;
+use std::borrow::Borrow;
+use std::hash::Hash;
+
+/// Why a message could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError<T> {
+    /// Called from inside an update closure running in a shard: waiting on a
+    /// shard from there could wait on itself. Nothing was queued.
+    Reentrant(T),
+    /// The mailbox was full (`try_` calls only). Nothing was queued.
+    Full(T),
+    /// The shard failed before answering (a panic in the key's or value's
+    /// own `Hash`, `Eq` or `Clone`). The change may or may not be applied.
+    Lost,
+}
+
+/// Returns `Pending` once (waking itself at once), so that a task waiting
+/// for mailbox room lets the executor run others.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Counts one waiting caller while it lives (see [`Shard::waiter`]).
+#[derive(Debug)]
+pub struct WaiterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A message with where its answer goes.
+struct Envelope<K, V> {
+    hash: u64,
+    op: Op<K, V>,
+    reply: Option<Responder<Reply<V>>>,
+}
+
+/// One shard of the cache. See the module docs for the protocol.
+pub struct Shard<K, V> {
+    /// What readers see. Replaced only when the owner rebuilds the table.
+    /// Padded to its own cache line: writers update the counters below on
+    /// every write, and readers must not pay for that.
+    table: CachePadded<ArcSwap<Table<K, V>>>,
+    /// The owner token and the state only its holder may touch.
+    owner: Mutex<Owner<K, V>>,
+    /// Messages from writers that found the token taken.
+    mailbox: Mailbox<Envelope<K, V>>,
+    /// Callers waiting for an answer right now (diagnostics and tests).
+    waiting: AtomicUsize,
+    /// Live entries, as of the owner's last change (for `len`).
+    len: AtomicUsize,
+}
+
+impl<K, V> std::fmt::Debug for Shard<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("mailbox", &self.mailbox)
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Callers waiting for an answer from this shard right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts the caller as waiting on this shard until the guard is
+    /// dropped (for callers that wait on a [`Completion`] themselves).
+    pub fn waiter(&self) -> WaiterGuard<'_> {
+        // Relaxed: a statistic; it orders nothing.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaiterGuard(&self.waiting)
+    }
+
+    /// Live entries, as of the last change applied.
+    pub fn len(&self) -> usize {
+        // Relaxed: a statistic; it orders nothing.
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the shard holds no entry, as of the last change applied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages queued in the mailbox right now.
+    pub fn queued(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    fn try_own(&self) -> Option<MutexGuard<'_, Owner<K, V>>> {
+        match self.owner.try_lock() {
+            Ok(owner) => Some(owner),
+            // A holder panicked outside any user closure (those are caught).
+            // The table is still consistent: every change is one slot store.
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+impl<K, V> Shard<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    /// A shard whose mailbox holds `mailbox_capacity` messages and whose
+    /// read table starts with room for about `initial_capacity` entries.
+    pub fn new(mailbox_capacity: usize, initial_capacity: usize) -> Self {
+        // Room for `initial_capacity` below the 80% load that triggers growth.
+        let slots = (initial_capacity.saturating_mul(5) / 4 + 1)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << (usize::BITS - 2))
+            .max(MIN_SLOTS);
+        let table = Arc::new(Table::new(Arc::new(Slots::with_slots(slots))));
+        Self {
+            table: CachePadded::new(ArcSwap::new(table.clone())),
+            owner: Mutex::new(Owner::new(table)),
+            mailbox: Mailbox::bounded(mailbox_capacity.max(1)),
+            waiting: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reads `key`: one snapshot load, a probe, a clone. Never waits.
+    #[inline]
+    pub fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.table.load().get(hash, key)
+    }
+
+    /// Applies `op` and returns once its effect is visible to every `get`
+    /// that starts afterwards.
+    pub fn submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        if in_closure() {
+            return Err(SubmitError::Reentrant(op));
+        }
+        if let Some(owner) = self.try_own() {
+            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+        }
+        let (tx, rx) = completion();
+        self.mailbox.push(Envelope {
+            hash,
+            op,
+            reply: Some(tx),
+        });
+        self.after_push();
+        self.wait(rx)
+    }
+
+    /// Like [`submit`](Self::submit), but returns `Full` at once instead of
+    /// waiting for room when the mailbox is full.
+    pub fn try_submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        if in_closure() {
+            return Err(SubmitError::Reentrant(op));
+        }
+        if let Some(owner) = self.try_own() {
+            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+        }
+        let (tx, rx) = completion();
+        let envelope = Envelope {
+            hash,
+            op,
+            reply: Some(tx),
+        };
+        if let Err(Full(envelope)) = self.mailbox.try_push(envelope) {
+            return Err(SubmitError::Full(envelope.op));
+        }
+        self.after_push();
+        self.wait(rx)
+    }
+
+    /// The async form of [`submit`](Self::submit). If the future is dropped
+    /// after the message was queued, the message is still applied.
+    pub async fn submit_async(
+        &self,
+        hash: u64,
+        op: Op<K, V>,
+    ) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        if in_closure() {
+            return Err(SubmitError::Reentrant(op));
+        }
+        if let Some(owner) = self.try_own() {
+            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+        }
+        let (tx, rx) = completion();
+        let mut envelope = Envelope {
+            hash,
+            op,
+            reply: Some(tx),
+        };
+        // Backpressure without blocking the executor: while the mailbox is
+        // full, help drain it if the token is free, else let other tasks run.
+        loop {
+            match self.mailbox.try_push(envelope) {
+                Ok(()) => break,
+                Err(Full(back)) => {
+                    envelope = back;
+                    if let Some(owner) = self.try_own() {
+                        self.serve(owner, None);
+                    } else {
+                        YieldNow(false).await;
+                    }
+                }
+            }
+        }
+        // No await point between the push and this hand-off, so a dropped
+        // future cannot skip it.
+        self.after_push();
+        let _waiting = self.waiter();
+        rx.await.ok_or(SubmitError::Lost)
+    }
+
+    /// Starts a load of `key`: the returned completion answers `Hit` (the
+    /// value is there, or another caller's load brought it) or `Lead` (run
+    /// the loader and `Install` with the token).
+    pub fn load_begin(&self, hash: u64, key: K) -> Result<Completion<Reply<V>>, SubmitError<K>> {
+        if in_closure() {
+            return Err(SubmitError::Reentrant(key));
+        }
+        let (tx, rx) = completion();
+        self.send_oneway(hash, Op::LoadBegin { key, waiter: tx });
+        Ok(rx)
+    }
+
+    /// Applies `op` without waiting for its answer (used to abandon a load
+    /// from a destructor, where nobody could wait).
+    pub fn send_oneway(&self, hash: u64, op: Op<K, V>) {
+        if let Some(owner) = self.try_own() {
+            self.serve(owner, Some((hash, op)));
+            return;
+        }
+        self.mailbox.push(Envelope {
+            hash,
+            op,
+            reply: None,
+        });
+        self.after_push();
+    }
+
+    fn wait(&self, rx: Completion<Reply<V>>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        let _waiting = self.waiter();
+        rx.wait().ok_or(SubmitError::Lost)
+    }
+
+    /// The writer's half of the hand-off: after a push, try the token once.
+    fn after_push(&self) {
+        // SeqCst fence: orders the push before the token read; pairs with the
+        // fence in `serve`'s release loop (module docs).
+        fence(Ordering::SeqCst);
+        if let Some(owner) = self.try_own() {
+            self.serve(owner, None);
+        }
+    }
+
+    /// Runs as the owner: drains the mailbox, applies `own` (whose answer is
+    /// returned rather than sent), releases the token, and drains again as
+    /// long as messages arrive that nobody else will take.
+    fn serve(
+        &self,
+        owner: MutexGuard<'_, Owner<K, V>>,
+        own: Option<(u64, Op<K, V>)>,
+    ) -> Option<Reply<V>> {
+        let mut holding = Holding {
+            shard: self,
+            owner: Some(owner),
+        };
+        let mut applied = holding.drain();
+        let answer = own.and_then(|(hash, op)| {
+            applied += 1;
+            holding.apply(hash, op)
+        });
+        loop {
+            holding.owner = None; // unlock (Release)
+                                  // SeqCst fence: pairs with the one in `after_push` (module docs).
+            fence(Ordering::SeqCst);
+            if self.mailbox.is_empty() {
+                break;
+            }
+            match self.try_own() {
+                Some(owner) => {
+                    holding.owner = Some(owner);
+                    applied += holding.drain();
+                }
+                None => break,
+            }
+        }
+        tracing::trace!(applied, "shard released");
+        answer
+    }
+}
+
+/// The token held, with the clean-up for the one way out that is not the
+/// normal release: a panic escaping the owner (from a key's or value's own
+/// trait impls; user closures are caught). Then the queued messages are
+/// failed rather than stranded: each caller gets `Lost`, nobody hangs.
+struct Holding<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    owner: Option<MutexGuard<'a, Owner<K, V>>>,
+}
+
+impl<K, V> Holding<'_, K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    fn apply(&mut self, hash: u64, op: Op<K, V>) -> Option<Reply<V>> {
+        let owner = self.owner.as_mut().expect("applied while holding");
+        let answer = owner.apply(hash, op, &self.shard.table);
+        self.shard.len.store(owner.len(), Ordering::Relaxed);
+        answer
+    }
+
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(Envelope { hash, op, reply }) = self.shard.mailbox.pop() {
+            n += 1;
+            let answer = self.apply(hash, op);
+            if let (Some(reply), Some(answer)) = (reply, answer) {
+                // The caller may have gone away (a dropped future): fine.
+                let _ = reply.send(answer);
+            }
+        }
+        n
+    }
+}
+
+impl<K, V> Drop for Holding<'_, K, V> {
+    fn drop(&mut self) {
+        if self.owner.is_none() || !thread::panicking() {
+            return;
+        }
+        loop {
+            while let Some(envelope) = self.shard.mailbox.pop() {
+                drop(envelope); // its responder wakes the caller with `Lost`
+            }
+            self.owner = None;
+            fence(Ordering::SeqCst);
+            if self.shard.mailbox.is_empty() {
+                return;
+            }
+            match self.shard.try_own() {
+                Some(owner) => self.owner = Some(owner),
+                None => return,
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(coherent_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    fn h(k: u64) -> u64 {
+        // Tests choose hashes directly: collisions on purpose.
+        k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn insert_get_invalidate_round_trip() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        assert_eq!(s.get(h(1), &1), None);
+        assert_eq!(
+            s.submit(h(1), Op::Insert { key: 1, value: 10 }).unwrap(),
+            Reply::Done
+        );
+        assert_eq!(s.get(h(1), &1), Some(10));
+        assert_eq!(s.len(), 1);
+        s.submit(h(1), Op::Invalidate { key: 1 }).unwrap();
+        assert_eq!(s.get(h(1), &1), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn colliding_keys_survive_removals_and_growth() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        // Every key has the same hash: one long probe chain.
+        for k in 0..200 {
+            s.submit(
+                7,
+                Op::Insert {
+                    key: k,
+                    value: k * 2,
+                },
+            )
+            .unwrap();
+        }
+        for k in (0..200).step_by(2) {
+            s.submit(7, Op::Invalidate { key: k }).unwrap();
+        }
+        for k in 0..200 {
+            let want = (k % 2 == 1).then_some(k * 2);
+            assert_eq!(s.get(7, &k), want, "key {k}");
+        }
+        // Reinsert over tombstones, then grow well past the first table.
+        for k in 0..2000 {
+            s.submit(
+                h(k),
+                Op::Insert {
+                    key: k + 1000,
+                    value: k,
+                },
+            )
+            .unwrap();
+        }
+        for k in 0..2000 {
+            assert_eq!(s.get(h(k), &(k + 1000)), Some(k));
+        }
+        assert_eq!(s.len(), 100 + 2000);
+    }
+
+    #[test]
+    fn churn_does_not_grow_the_table_without_bound() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        for k in 0..100_000u64 {
+            s.submit(h(k), Op::Insert { key: k, value: k }).unwrap();
+            s.submit(h(k), Op::Invalidate { key: k }).unwrap();
+        }
+        assert!(s.is_empty());
+        assert!(
+            s.table.load().slots().slot_count() <= 64,
+            "tombstones were not cleaned"
+        );
+    }
+
+    #[test]
+    fn update_panic_changes_nothing_and_shard_keeps_serving() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        s.submit(h(1), Op::Insert { key: 1, value: 1 }).unwrap();
+        let r = s
+            .submit(
+                h(1),
+                Op::Update {
+                    key: 1,
+                    f: Box::new(|_| panic!("boom")),
+                },
+            )
+            .unwrap();
+        assert_eq!(r, Reply::UpdatePanicked("boom".into()));
+        assert_eq!(s.get(h(1), &1), Some(1));
+        s.submit(h(1), Op::Insert { key: 1, value: 2 }).unwrap();
+        assert_eq!(s.get(h(1), &1), Some(2));
+    }
+
+    #[test]
+    fn write_from_inside_an_update_is_refused_not_deadlocked() {
+        let s = std::sync::Arc::new(Shard::<u64, u64>::new(8, 0));
+        let inner = s.clone();
+        let r = s
+            .submit(
+                h(1),
+                Op::Update {
+                    key: 1,
+                    f: Box::new(move |_| {
+                        let nested = inner.submit(h(2), Op::Insert { key: 2, value: 2 });
+                        assert!(matches!(nested, Err(SubmitError::Reentrant(_))));
+                        Some(1)
+                    }),
+                },
+            )
+            .unwrap();
+        assert_eq!(r, Reply::Updated(Some(1)));
+        assert_eq!(s.get(h(2), &2), None);
+    }
+
+    #[test]
+    fn contended_writers_are_all_applied_and_answered() {
+        let s = std::sync::Arc::new(Shard::<u64, u64>::new(4, 0));
+        let threads = 4;
+        let per = 5_000u64;
+        let start = std::sync::Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads as u64)
+            .map(|t| {
+                let s = s.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    for i in 0..per {
+                        let k = t * per + i;
+                        s.submit(h(k), Op::Insert { key: k, value: k }).unwrap();
+                        // Visible when acknowledged (G1), even on the slow path.
+                        assert_eq!(s.get(h(k), &k), Some(k));
+                    }
+                })
+            })
+            .collect();
+        for t in handles {
+            t.join().unwrap();
+        }
+        assert_eq!(s.len(), threads * per as usize);
+        assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn lease_is_doomed_by_a_write_and_the_waiter_leads_next() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        let lead = s.load_begin(h(1), 1).unwrap().wait();
+        let Some(Reply::Lead(t1)) = lead else {
+            panic!("{lead:?}")
+        };
+        let waiter = s.load_begin(h(1), 1).unwrap(); // joins the lease
+        s.submit(h(1), Op::Invalidate { key: 1 }).unwrap(); // dooms it
+        let r = s
+            .submit(
+                h(1),
+                Op::Install {
+                    key: 1,
+                    value: 5,
+                    token: t1,
+                },
+            )
+            .unwrap();
+        assert_eq!(r, Reply::Discarded);
+        assert_eq!(s.get(h(1), &1), None);
+        let Some(Reply::Lead(t2)) = waiter.wait() else {
+            panic!("waiter should lead")
+        };
+        assert_ne!(t1, t2);
+        let r = s
+            .submit(
+                h(1),
+                Op::Install {
+                    key: 1,
+                    value: 6,
+                    token: t2,
+                },
+            )
+            .unwrap();
+        assert_eq!(r, Reply::Installed);
+        assert_eq!(s.get(h(1), &1), Some(6));
+    }
+
+    #[test]
+    fn insert_during_a_load_answers_its_waiters_with_the_new_value() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1).unwrap().wait() else {
+            panic!()
+        };
+        let waiter = s.load_begin(h(1), 1).unwrap();
+        s.submit(h(1), Op::Insert { key: 1, value: 9 }).unwrap();
+        assert_eq!(waiter.wait(), Some(Reply::Hit(9)));
+        let r = s
+            .submit(
+                h(1),
+                Op::Install {
+                    key: 1,
+                    value: 1,
+                    token: t,
+                },
+            )
+            .unwrap();
+        assert_eq!(r, Reply::Discarded);
+        assert_eq!(s.get(h(1), &1), Some(9));
+    }
+
+    #[test]
+    fn abandoned_lease_passes_to_a_waiter_and_skips_departed_ones() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1).unwrap().wait() else {
+            panic!()
+        };
+        let mut gone = s.load_begin(h(1), 1).unwrap();
+        let stays = s.load_begin(h(1), 1).unwrap();
+        assert_eq!(gone.close(), None);
+        s.submit(h(1), Op::Abandon { key: 1, token: t }).unwrap();
+        assert!(matches!(stays.wait(), Some(Reply::Lead(_))));
+    }
+}

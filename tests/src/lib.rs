@@ -1,0 +1,31 @@
+//! The seed scenarios (`../shared/seeds/`), written once and run against
+//! `coherent` and against deliberately naive caches used the way the seeds
+//! used theirs. A scenario returns the anomalies it found; the tests in
+//! `tests/` assert zero for `coherent` and at least one for the naive cache
+//! (so each check is known to be able to fail), and the demo prints both.
+
+pub mod naive;
+pub mod seeds;
+
+pub use naive::{AckBeforeApply, NaiveCache};
+pub use seeds::{Outcome, SeedCache};
+
+/// Rounds for the free-running phases: at least 10^5 in release builds (the
+/// bar the scenarios are held to), fewer in debug builds so that a plain
+/// `cargo test` stays quick.
+pub fn free_rounds() -> u64 {
+    if cfg!(debug_assertions) {
+        10_000
+    } else {
+        100_000
+    }
+}
+
+/// Spins (yielding) until `cond` holds. Used to wait for a state another
+/// thread reaches through the code under test, such as "this caller is now
+/// blocked inside the cache": a condition, not a timed sleep.
+pub fn wait_until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        std::thread::yield_now();
+    }
+}

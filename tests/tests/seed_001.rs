@@ -1,0 +1,30 @@
+//! Seed 001: a loader caches data that an update invalidated meanwhile (G3).
+
+use coherent_tests::seeds::seed_001;
+use coherent_tests::{free_rounds, NaiveCache};
+use std::sync::Arc;
+
+fn coherent() -> Arc<coherent::Cache<u64, u64>> {
+    Arc::new(coherent::Cache::builder().shards(4).build().unwrap())
+}
+
+#[test]
+fn seed_001_stale_fill_is_never_installed_forced() {
+    for _ in 0..50 {
+        assert_eq!(seed_001::forced(coherent()).anomalies, 0);
+    }
+}
+
+#[test]
+fn seed_001_naive_cache_installs_the_stale_fill_forced() {
+    // The checker can fail: the seed's "miss, load, set" cache is caught.
+    let outcome = seed_001::forced(Arc::new(NaiveCache::<u64>::default()));
+    assert!(outcome.anomalies > 0, "{outcome:?}");
+}
+
+#[test]
+fn seed_001_no_stale_fill_under_contention() {
+    let outcome = seed_001::free_running(coherent(), free_rounds());
+    assert_eq!(outcome.rounds, free_rounds());
+    assert_eq!(outcome.anomalies, 0, "{outcome:?}");
+}
