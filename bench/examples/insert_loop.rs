@@ -1,7 +1,9 @@
 use std::time::Instant;
 fn main() {
     let c = coherent::Cache::<u64, u64>::builder().build().unwrap();
-    let n = 5_000_000u64;
+    let n: u64 = std::env::args()
+        .nth(2)
+        .map_or(5_000_000, |a| a.parse().unwrap());
     let t = Instant::now();
     let m: u64 = std::env::args()
         .nth(1)

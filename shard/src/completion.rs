@@ -19,9 +19,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 /// How many times a blocking waiter polls the ready flag before yielding.
-const SPINS: u32 = 1 << 10;
+/// (Under loom every poll is a scheduling point: the models park at once.)
+const SPINS: u32 = if cfg!(coherent_loom) { 0 } else { 1 << 10 };
 /// How many times it yields its time slice before parking.
-const YIELDS: u32 = 16;
+const YIELDS: u32 = if cfg!(coherent_loom) { 0 } else { 16 };
 
 /// Creates a connected responder/completion pair.
 pub(crate) fn completion<T>() -> (Responder<T>, Completion<T>) {

@@ -158,8 +158,8 @@ where
     /// A shard whose mailbox holds `mailbox_capacity` messages and whose
     /// read table starts with room for about `initial_capacity` entries.
     pub fn new(mailbox_capacity: usize, initial_capacity: usize) -> Self {
-        // Room for `initial_capacity` below the 80% load that triggers growth.
-        let slots = (initial_capacity.saturating_mul(5) / 4 + 1)
+        // Room for `initial_capacity` at half load (growth comes at 2/3).
+        let slots = (initial_capacity.saturating_mul(2))
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 2))
             .max(MIN_SLOTS);
@@ -250,9 +250,15 @@ where
                 Ok(()) => break,
                 Err(Full(back)) => {
                     envelope = back;
-                    if let Some(owner) = self.try_own() {
-                        self.serve(owner, None);
-                    } else {
+                    // The guard must not live across the await below.
+                    let helped = match self.try_own() {
+                        Some(owner) => {
+                            self.serve(owner, None);
+                            true
+                        }
+                        None => false,
+                    };
+                    if !helped {
                         YieldNow(false).await;
                     }
                 }
@@ -325,10 +331,13 @@ where
             holding.apply(hash, op)
         });
         loop {
-            holding.owner = None; // unlock (Release)
-                                  // SeqCst fence: pairs with the one in `after_push` (module docs).
+            // Unlock (Release), then the SeqCst fence that pairs with the
+            // one in `after_push` (module docs).
+            holding.owner = None;
             fence(Ordering::SeqCst);
-            if self.mailbox.is_empty() {
+            // `coherent_loom_break_handoff` removes the re-check, to show the
+            // loom model catches a stranded message (docs/guarantees.md).
+            if cfg!(coherent_loom_break_handoff) || self.mailbox.is_empty() {
                 break;
             }
             match self.try_own() {

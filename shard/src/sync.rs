@@ -9,7 +9,9 @@
 #[cfg(not(coherent_loom))]
 mod imp {
     pub(crate) use arc_swap::ArcSwap;
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{
+        fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering,
+    };
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
     pub(crate) use std::thread;
 
@@ -22,7 +24,9 @@ mod imp {
 
 #[cfg(coherent_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering,
+    };
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread;
     pub(crate) use std::sync::TryLockError;
@@ -33,8 +37,8 @@ mod imp {
         loom::thread::yield_now();
     }
 
-    /// A loom-visible stand-in for `arc_swap::ArcSwapAny`: the same `load`,
-    /// `store` and `swap`, built on a loom `RwLock` so that loom sees every
+    /// A loom-visible stand-in for `arc_swap::ArcSwapAny`: the same `load`
+    /// and `store`, built on a loom `RwLock` so that loom sees every
     /// publication and every read of the pointer.
     #[derive(Debug)]
     pub(crate) struct ArcSwapAny<T> {
@@ -49,20 +53,11 @@ mod imp {
                 cell: loom::sync::RwLock::new(value),
             }
         }
-        pub(crate) fn from_pointee<U>(value: U) -> ArcSwap<U> {
-            ArcSwapAny::new(Arc::new(value))
-        }
         pub(crate) fn load(&self) -> T {
             self.cell.read().unwrap().clone()
         }
-        pub(crate) fn load_full(&self) -> T {
-            self.load()
-        }
         pub(crate) fn store(&self, value: T) {
             *self.cell.write().unwrap() = value;
-        }
-        pub(crate) fn swap(&self, value: T) -> T {
-            std::mem::replace(&mut *self.cell.write().unwrap(), value)
         }
     }
 }

@@ -163,7 +163,7 @@ impl<K, V> Slots<K, V> {
 
     /// The reader's lookup: no lock, no write to shared memory.
     ///
-    /// Terminates because the owner keeps at least a fifth of the slots
+    /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
     #[inline]
     pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
@@ -173,10 +173,14 @@ impl<K, V> Slots<K, V> {
         V: Clone,
     {
         let want = tag(hash);
-        let mut i = hash as usize & self.mask;
+        // Masking with `len - 1` of the slice itself lets the compiler drop
+        // the bounds check in the loop (the length is a power of two, >= 2).
+        let slots = &*self.slots;
+        let mask = slots.len().wrapping_sub(1);
+        let mut i = hash as usize & mask;
         loop {
             // Acquire: as in `view`. The tag check reads no entry memory.
-            let p = self.slots[i].load(Ordering::Acquire);
+            let p = slots[i & mask].load(Ordering::Acquire);
             if p.is_null() {
                 return None;
             }
@@ -188,7 +192,7 @@ impl<K, V> Slots<K, V> {
                     return Some(e.value.clone());
                 }
             }
-            i = (i + 1) & self.mask;
+            i += 1;
         }
     }
 
