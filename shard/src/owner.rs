@@ -355,7 +355,8 @@ where
     fn advance(&mut self, slots: Arc<Slots<K, V>>, published: &ArcSwap<Table<K, V>>) {
         let fresh = Arc::new(Table::new(slots));
         let old = std::mem::replace(&mut self.table, fresh.clone());
-        old.retire(std::mem::take(&mut self.retired), fresh.clone());
+        let retired = std::mem::replace(&mut self.retired, Vec::with_capacity(RETIRE_MIN));
+        old.retire(retired, fresh.clone());
         // Everything in the new epoch is in place before it is published: a
         // reader walks either the old epoch or this one, each complete.
         published.store(fresh);
