@@ -1,3 +1,6 @@
+//! `insert` until visible in a tight loop: `insert_loop KEYS [N]`. Used with
+//! perf and cachegrind for the write-path figures in docs/design.md.
+
 use std::time::Instant;
 fn main() {
     let c = coherent::Cache::<u64, u64>::builder().build().unwrap();

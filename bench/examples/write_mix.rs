@@ -1,3 +1,6 @@
+//! ns per operation for coherent and quick_cache at 0%, 5% and 100% writes,
+//! one thread, fresh caches per round (docs/benchmarks.md, 95% cells).
+
 use coherent_bench::*;
 use std::sync::Arc;
 use std::time::Duration;

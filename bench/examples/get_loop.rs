@@ -1,3 +1,8 @@
+//! One cache, one thread, a tight `get` loop over Zipf 1.0 keys (100k
+//! present). `get_loop CACHE PASSES` with CACHE 0 = coherent, 1 = quick_cache,
+//! 2 = moka. Used under cachegrind for the per-`get` instruction and miss
+//! counts in docs/design.md (run with PASSES 0 and 20 and take the difference).
+
 use std::hint::black_box;
 fn main() {
     let keys = coherent_bench::zipf_keys(100_000, 1.0, 1 << 16, 7);

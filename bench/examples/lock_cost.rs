@@ -1,3 +1,6 @@
+//! arc-swap load+drop against a parking_lot read lock+unlock, alone in a
+//! loop (docs/design.md, "Where the time goes in `get`").
+
 use std::hint::black_box;
 use std::time::Instant;
 fn main() {
