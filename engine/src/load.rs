@@ -69,17 +69,19 @@ where
         }
     }
 
-    /// [`get_or_load`](Self::get_or_load) with a loader that cannot fail.
-    pub fn get_with<F>(&self, key: K, init: F) -> Result<V, Error>
+    /// [`get_or_load`](Self::get_or_load) with a loader that cannot fail
+    /// (it can still panic, which is reported as
+    /// [`LoadError::LoaderPanicked`]).
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::new();
+    /// assert_eq!(cache.get_with(4, |k| k * 10).unwrap(), 40);
+    /// ```
+    pub fn get_with<F>(&self, key: K, init: F) -> Result<V, LoadError<std::convert::Infallible>>
     where
         F: FnOnce(&K) -> V,
     {
-        self.get_or_load(key, |k| Ok::<_, std::convert::Infallible>(init(k)))
-            .map_err(|e| match e {
-                LoadError::Cache(e) => e,
-                LoadError::LoaderPanicked(msg) => Error::UpdatePanicked(msg),
-                LoadError::Loader(never) => match never {},
-            })
+        self.get_or_load(key, |k| Ok(init(k)))
     }
 
     /// [`get_or_load`](Self::get_or_load) for async code: `loader` is a

@@ -1,0 +1,16 @@
+//! The README's example, run as a test so that it stays true.
+
+use coherent::Cache;
+
+#[test]
+fn readme_example() -> Result<(), Box<dyn std::error::Error>> {
+    let cache: Cache<u64, String> = Cache::builder().shards(16).build()?;
+    cache.insert(1, "one".to_owned())?; // visible when it returns
+    assert_eq!(cache.get(&1).as_deref(), Some("one")); // lock-free
+    cache.update(1, |v| v.map(|s| format!("{s}!")))?; // atomic read-modify-write
+    let row = cache.get_or_load(2, |k| Ok::<_, std::io::Error>(format!("row {k}")))?;
+    assert_eq!(row, "row 2");
+    cache.invalidate(&1)?; // a racing load of 1 cannot undo it
+    assert_eq!(cache.get(&1), None);
+    Ok(())
+}
