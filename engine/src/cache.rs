@@ -265,3 +265,35 @@ fn updated<V>(reply: Reply<V>) -> Result<Option<V>, Error> {
         _ => unreachable!("a shard answers an update with Updated or UpdatePanicked"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_spread_over_all_shards() {
+        let cache: Cache<u64, u64> = Cache::builder().shards(7).build().unwrap();
+        let mut hits = [0usize; 7];
+        for k in 0..7_000u64 {
+            let shard = cache.shard(cache.hash(&k)) as *const _;
+            let i = cache
+                .inner
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard))
+                .unwrap();
+            hits[i] += 1;
+        }
+        // Each of 7 shards gets its share within a wide margin.
+        assert!(hits.iter().all(|&n| (700..1300).contains(&n)), "{hits:?}");
+    }
+
+    #[test]
+    fn clones_share_one_cache() {
+        let a: Cache<u64, u64> = Cache::new();
+        let b = a.clone();
+        a.insert(1, 1).unwrap();
+        assert_eq!(b.get(&1), Some(1));
+        assert_eq!(b.entry_count(), 1);
+    }
+}

@@ -80,3 +80,23 @@ impl<E> From<Error> for LoadError<E> {
         LoadError::Cache(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_happened() {
+        assert!(Error::Reentrant
+            .to_string()
+            .contains("inside an update closure"));
+        assert!(Error::UpdatePanicked("x".into())
+            .to_string()
+            .contains("nothing was changed: x"));
+        let e: LoadError<std::io::Error> = LoadError::Loader(std::io::Error::other("db down"));
+        assert_eq!(e.to_string(), "loader failed: db down");
+        assert!(std::error::Error::source(&e).is_some());
+        let e: LoadError<std::io::Error> = Error::Lost.into();
+        assert!(matches!(e, LoadError::Cache(Error::Lost)));
+    }
+}
