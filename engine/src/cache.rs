@@ -253,8 +253,7 @@ where
 pub(crate) fn submit_error<T>(e: SubmitError<T>) -> Error {
     match e {
         SubmitError::Reentrant(_) => Error::Reentrant,
-        // `Full` comes only from `try_submit`, which this crate does not call.
-        SubmitError::Lost | SubmitError::Full(_) => Error::Lost,
+        SubmitError::Lost => Error::Lost,
     }
 }
 

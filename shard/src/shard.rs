@@ -40,8 +40,6 @@ pub enum SubmitError<T> {
     /// Called from inside an update closure running in a shard: waiting on a
     /// shard from there could wait on itself. Nothing was queued.
     Reentrant(T),
-    /// The mailbox was full (`try_` calls only). Nothing was queued.
-    Full(T),
     /// The shard failed before answering (a panic in the key's or value's
     /// own `Hash`, `Eq` or `Clone`). The change may or may not be applied.
     Lost,
@@ -198,28 +196,6 @@ where
             op,
             reply: Some(tx),
         });
-        self.after_push();
-        self.wait(rx)
-    }
-
-    /// Like [`submit`](Self::submit), but returns `Full` at once instead of
-    /// waiting for room when the mailbox is full.
-    pub fn try_submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
-        if in_closure() {
-            return Err(SubmitError::Reentrant(op));
-        }
-        if let Some(owner) = self.try_own() {
-            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
-        }
-        let (tx, rx) = completion();
-        let envelope = Envelope {
-            hash,
-            op,
-            reply: Some(tx),
-        };
-        if let Err(Full(envelope)) = self.mailbox.try_push(envelope) {
-            return Err(SubmitError::Full(envelope.op));
-        }
         self.after_push();
         self.wait(rx)
     }
