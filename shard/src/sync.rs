@@ -24,9 +24,7 @@ mod imp {
 
 #[cfg(coherent_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{
-        fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering,
-    };
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread;
     pub(crate) use std::sync::TryLockError;
