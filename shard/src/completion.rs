@@ -19,8 +19,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 /// How many times a blocking waiter polls the ready flag before yielding.
-/// (Under loom every poll is a scheduling point: the models park at once.)
-const SPINS: u32 = if cfg!(coherent_loom) { 0 } else { 1 << 10 };
+/// (Under loom every poll is a scheduling point: the models poll once, then
+/// park.)
+const SPINS: u32 = if cfg!(coherent_loom) { 1 } else { 1 << 10 };
 /// How many times it yields its time slice before parking.
 const YIELDS: u32 = if cfg!(coherent_loom) { 0 } else { 16 };
 
