@@ -3,8 +3,8 @@
 //!
 //! Keys are hashed to shards. A shard owns its entries and applies writes,
 //! updates and load completions as messages, one at a time; readers never
-//! talk to shards, they read a snapshot the shard publishes through
-//! `arc-swap`. A write returns only once it is visible.
+//! talk to shards, they read the table the shard publishes, without locks
+//! or locked instructions. A write returns only once it is visible.
 //!
 //! ```
 //! use coherent::Cache;

@@ -26,6 +26,7 @@ mod completion;
 mod mailbox;
 mod message;
 mod owner;
+mod reclaim;
 mod shard;
 mod sync;
 mod table;

@@ -7,8 +7,9 @@
 
 use crate::completion::Responder;
 use crate::message::{Op, Reply};
-use crate::sync::{Arc, ArcSwap};
-use crate::table::{Entry, Probe, Slots, Table, Was};
+use crate::reclaim::Garbage;
+use crate::sync::{AtomicPtr, Ordering};
+use crate::table::{EntryAlloc, OwnedEntry, OwnedSlots, Probe, Retired, Slots, Was};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,10 +18,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// The smallest read table a shard keeps.
 pub(crate) const MIN_SLOTS: usize = 16;
 
-/// Replaced entries a shard keeps before it starts a new epoch so that they
-/// can be freed (table.rs). Starting one costs O(1), so this only trades a
-/// little memory against one `ArcSwap` store per this many writes.
-const RETIRE_MIN: usize = 64;
+/// Freed entries' memory an owner keeps for its next writes, at most.
+const POOL_MAX: usize = 2 * crate::reclaim::BATCH;
+
+/// Where a shard publishes its current slot array to readers.
+pub(crate) type Published<K, V> = AtomicPtr<Slots<K, V>>;
 
 #[cfg(not(coherent_loom))]
 thread_local! {
@@ -75,16 +77,17 @@ struct Lease<V> {
 }
 
 pub(crate) struct Owner<K, V> {
-    /// The table readers see; the owner keeps its own handle so that a write
-    /// does not go through the shard-level `ArcSwap`.
-    table: Arc<Table<K, V>>,
+    /// The slot array readers see (the shard publishes the same pointer).
+    table: Option<OwnedSlots<K, V>>,
     /// Live entries in `table`.
     live: usize,
     /// Tombstones in `table`; they lengthen probes until the next rebuild.
     tombs: usize,
-    /// Entries replaced in `table` that readers may still hold; handed to
-    /// the table when it is replaced, freed when its last reader is gone.
-    retired: Vec<Arc<Entry<K, V>>>,
+    /// What was unlinked from `table` (or was `table`) and readers may
+    /// still hold; freed once they cannot (reclaim.rs).
+    garbage: Garbage<Retired<K, V>>,
+    /// Memory of freed entries, reused by the next writes.
+    pool: Vec<EntryAlloc<K, V>>,
     /// Loads in flight, by key. Touched on the load path only.
     leases: HashMap<K, Lease<V>>,
     /// Source of lease tokens; never reused within a shard.
@@ -106,12 +109,14 @@ where
     K: Hash + Eq + Clone,
     V: Clone,
 {
-    pub(crate) fn new(table: Arc<Table<K, V>>) -> Self {
+    /// An owner of `table`, whose pointer the shard publishes.
+    pub(crate) fn new(table: OwnedSlots<K, V>) -> Self {
         Self {
-            table,
+            table: Some(table),
             live: 0,
             tombs: 0,
-            retired: Vec::new(),
+            garbage: Garbage::new(),
+            pool: Vec::new(),
             leases: HashMap::new(),
             next_token: 0,
         }
@@ -127,7 +132,7 @@ where
         &mut self,
         hash: u64,
         op: Op<K, V>,
-        published: &ArcSwap<Table<K, V>>,
+        published: &Published<K, V>,
     ) -> Option<Reply<V>> {
         match op {
             Op::Insert { key, value } => {
@@ -137,13 +142,13 @@ where
             }
             Op::Invalidate { key } => {
                 self.cancel_lease(&key, None);
-                self.remove(hash, &key, published);
+                self.remove(hash, &key);
                 Some(Reply::Done)
             }
             Op::Update { key, f } => {
                 let result = {
-                    let current = match self.table.slots().probe(hash, &key) {
-                        Probe::Found(i) => self.table.slots().value_at(i),
+                    let current = match self.slots().probe(hash, &key) {
+                        Probe::Found(i) => self.slots().value_at(i),
                         Probe::Vacant(_) => None,
                     };
                     catch_unwind(AssertUnwindSafe(|| as_closure(|| f(current))))
@@ -158,7 +163,7 @@ where
                         self.cancel_lease(&key, new.as_ref());
                         match &new {
                             Some(v) => self.put(hash, key, v.clone(), published),
-                            None => self.remove(hash, &key, published),
+                            None => self.remove(hash, &key),
                         }
                         Some(Reply::Updated(new))
                     }
@@ -182,8 +187,8 @@ where
     }
 
     fn load_begin(&mut self, hash: u64, key: K, waiter: Responder<Reply<V>>) {
-        if let Probe::Found(i) = self.table.slots().probe(hash, &key) {
-            if let Some(v) = self.table.slots().value_at(i) {
+        if let Probe::Found(i) = self.slots().probe(hash, &key) {
+            if let Some(v) = self.slots().value_at(i) {
                 let _ = waiter.send(Reply::Hit(v.clone()));
                 return;
             }
@@ -211,7 +216,7 @@ where
         key: K,
         value: V,
         token: u64,
-        published: &ArcSwap<Table<K, V>>,
+        published: &Published<K, V>,
     ) -> Reply<V> {
         match self.leases.get(&key) {
             Some(lease) if lease.token == token && !lease.doomed => {
@@ -275,40 +280,41 @@ where
         self.next_token
     }
 
-    fn put(&mut self, hash: u64, key: K, value: V, published: &ArcSwap<Table<K, V>>) {
+    fn put(&mut self, hash: u64, key: K, value: V, published: &Published<K, V>) {
         self.reserve(published);
-        let probe = self.table.slots().probe(hash, &key);
-        let entry = Some(Arc::new(Entry { hash, key, value }));
+        let probe = self.slots().probe(hash, &key);
+        let entry = Some(match self.pool.pop() {
+            Some(alloc) => OwnedEntry::new_in(alloc, hash, key, value),
+            None => OwnedEntry::new(hash, key, value),
+        });
         match probe {
             Probe::Found(i) => {
-                if let Was::Live(old) = self.table.slots().publish(i, entry, false) {
-                    self.retired.push(old);
+                if let Was::Live(old) = self.slots().publish(i, entry, false) {
+                    self.retire(Retired::Entry(old));
                 }
             }
             Probe::Vacant(i) => {
-                if let Was::Tomb = self.table.slots().publish(i, entry, false) {
+                if let Was::Tomb = self.slots().publish(i, entry, false) {
                     self.tombs -= 1;
                 }
                 self.live += 1;
             }
         }
-        self.collect(published);
     }
 
-    fn remove(&mut self, hash: u64, key: &K, published: &ArcSwap<Table<K, V>>) {
-        if let Probe::Found(i) = self.table.slots().probe(hash, key) {
+    fn remove(&mut self, hash: u64, key: &K) {
+        if let Probe::Found(i) = self.slots().probe(hash, key) {
             self.live -= 1;
             // Nothing was ever placed past an empty slot on this chain since
             // the last rebuild, so if the next slot is empty the chain may
             // end here; otherwise leave a tombstone for readers to probe past.
-            let tomb = !self.table.slots().is_empty_at(self.table.slots().next(i));
+            let tomb = !self.slots().is_empty_at(self.slots().next(i));
             if tomb {
                 self.tombs += 1;
             }
-            if let Was::Live(old) = self.table.slots().publish(i, None, tomb) {
-                self.retired.push(old);
+            if let Was::Live(old) = self.slots().publish(i, None, tomb) {
+                self.retire(Retired::Entry(old));
             }
-            self.collect(published);
         }
     }
 
@@ -317,48 +323,68 @@ where
     /// between 1/3 and 2/3 keep hits at about 1.5 probes; at 80% a `get`
     /// ran 40% more instructions and missed L1 50% more often, measured
     /// with cachegrind (docs/design.md).
-    fn reserve(&mut self, published: &ArcSwap<Table<K, V>>) {
+    fn reserve(&mut self, published: &Published<K, V>) {
         let used = self.live + self.tombs + 1;
-        if used * 3 > self.table.slots().slot_count() * 2 {
+        if used * 3 > self.slots().slot_count() * 2 {
             self.rebuild(published);
         }
     }
 
-    /// Starts a new epoch once enough replaced entries wait to be freed.
-    fn collect(&mut self, published: &ArcSwap<Table<K, V>>) {
-        if self.retired.len() >= RETIRE_MIN {
-            let slots = self.table.share_slots();
-            self.advance(slots, published);
-        }
-    }
-
     /// Builds fresh slots with the live entries and no tombstones, sized for
-    /// the live count, and starts an epoch over them.
-    fn rebuild(&mut self, published: &ArcSwap<Table<K, V>>) {
+    /// the live count, publishes them, and retires the old array.
+    fn rebuild(&mut self, published: &Published<K, V>) {
         let size = ((self.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
-        let fresh = Slots::with_slots(size);
-        for entry in self.table.slots().live() {
-            fresh.place(entry);
-        }
+        let fresh = OwnedSlots::new(Slots::with_slots(size));
+        self.slots().move_into(fresh.get());
         tracing::trace!(
-            from = self.table.slots().slot_count(),
+            from = self.slots().slot_count(),
             to = size,
             "read table rebuilt"
         );
         self.tombs = 0;
-        self.advance(Arc::new(fresh), published);
+        // Release: every entry was placed before readers can see the array.
+        published.store(fresh.as_ptr(), Ordering::Release);
+        if let Some(old) = self.table.replace(fresh) {
+            self.retire(Retired::Slots(old));
+        }
     }
 
-    /// Publishes a new epoch over `slots`; the old epoch takes the retired
-    /// entries and frees them when no reader of it (or of an earlier epoch)
-    /// is left.
-    fn advance(&mut self, slots: Arc<Slots<K, V>>, published: &ArcSwap<Table<K, V>>) {
-        let fresh = Arc::new(Table::new(slots));
-        let old = std::mem::replace(&mut self.table, fresh.clone());
-        let retired = std::mem::replace(&mut self.retired, Vec::with_capacity(RETIRE_MIN));
-        old.retire(retired, fresh.clone());
-        // Everything in the new epoch is in place before it is published: a
-        // reader walks either the old epoch or this one, each complete.
-        published.store(fresh);
+    /// Hands `item`, just unlinked, to the garbage; freed entries' memory
+    /// goes to the pool. Values are dropped here, under the token, so their
+    /// `Drop` runs flagged as a closure: a cache write from it is refused
+    /// (`Error::Reentrant`) instead of waiting on this very shard.
+    fn retire(&mut self, item: Retired<K, V>) {
+        let pool = &mut self.pool;
+        self.garbage.retire_with(item, &mut |freed| {
+            as_closure(|| match freed {
+                Retired::Entry(e) if pool.len() < POOL_MAX => pool.push(e.into_alloc()),
+                other => drop(other),
+            })
+        });
+    }
+
+    /// The current slot array.
+    pub(crate) fn slots(&self) -> &Slots<K, V> {
+        self.table
+            .as_ref()
+            .expect("an owner always has a table")
+            .get()
+    }
+
+    /// Unlinked items not yet freed (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn garbage_pending(&self) -> usize {
+        self.garbage.pending()
+    }
+}
+
+impl<K, V> Drop for Owner<K, V> {
+    fn drop(&mut self) {
+        // The shard is going: no reader is left (they borrow the shard), so
+        // the current array and its entries go now; the garbage drops with
+        // the owner.
+        if let Some(table) = self.table.take() {
+            table.free_with_entries();
+        }
     }
 }

@@ -1,19 +1,18 @@
 //! The one place this crate takes its synchronisation primitives from.
 //!
-//! Every atomic, `Arc`, lock and the `ArcSwap` types are imported from here,
-//! never from `std` or `arc_swap` directly, so that a model checker can swap
-//! them. Under `--cfg coherent_loom` the atomics, `Arc` and `Mutex` come from
-//! loom and `ArcSwap` is replaced by a loom-visible stand-in (arc-swap's own
-//! atomics are invisible to loom); see `docs/guarantees.md` for the models.
+//! Every atomic, fence, `Arc`, lock, thread and thread-local is imported
+//! from here, never from `std` directly, so that a model checker can swap
+//! them. Under `--cfg coherent_loom` they come from loom; see
+//! `docs/guarantees.md` for the models.
 
 #[cfg(not(coherent_loom))]
 mod imp {
-    pub(crate) use arc_swap::ArcSwap;
     pub(crate) use std::sync::atomic::{
-        fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering,
+        compiler_fence, fence, AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
     };
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
     pub(crate) use std::thread;
+    pub(crate) use std::thread_local as thread_local_key;
 
     /// A hint to the processor that we are in a spin loop.
     #[inline]
@@ -24,9 +23,12 @@ mod imp {
 
 #[cfg(coherent_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread;
+    pub(crate) use loom::thread_local as thread_local_key;
     pub(crate) use std::sync::TryLockError;
 
     /// Under loom a spin must yield so the model can schedule the other side.
@@ -35,28 +37,10 @@ mod imp {
         loom::thread::yield_now();
     }
 
-    /// A loom-visible stand-in for `arc_swap::ArcSwapAny`: the same `load`
-    /// and `store`, built on a loom `RwLock` so that loom sees every
-    /// publication and every read of the pointer.
-    #[derive(Debug)]
-    pub(crate) struct ArcSwapAny<T> {
-        cell: loom::sync::RwLock<T>,
-    }
-
-    pub(crate) type ArcSwap<T> = ArcSwapAny<Arc<T>>;
-
-    impl<T: Clone> ArcSwapAny<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self {
-                cell: loom::sync::RwLock::new(value),
-            }
-        }
-        pub(crate) fn load(&self) -> T {
-            self.cell.read().unwrap().clone()
-        }
-        pub(crate) fn store(&self, value: T) {
-            *self.cell.write().unwrap() = value;
-        }
+    /// Loom has no compiler fence; the models run the symmetric fences
+    /// (reclaim.rs), so this is never reached under loom.
+    pub(crate) fn compiler_fence(_: Ordering) {
+        unreachable!("loom models use the symmetric fences")
     }
 }
 

@@ -1,41 +1,32 @@
-//! The read table: what readers see of one shard. This is the crate's only
-//! module with `unsafe` code.
+//! The read table: what readers see of one shard. With `reclaim.rs`, the
+//! crate's only modules with `unsafe` code.
 //!
 //! [`Slots`] is an open-addressing array (linear probing) of atomic pointers
-//! to immutable entries (`Arc<Entry>` turned into raw pointers). A [`Table`]
-//! is one *epoch* of that array: the shard publishes the current `Table`
-//! through its `ArcSwap`; a reader takes one guard on it and then reads slots
-//! with plain Acquire loads. The owner of the shard is the only writer: a
-//! change swaps one slot's pointer (Release), so a reader sees the old or the
-//! new entry of a key, never a torn one.
+//! to immutable entries (`Box<Entry>` turned into raw pointers). The shard
+//! publishes its current array through one `AtomicPtr`; a reader pins itself
+//! (`reclaim::pin`), loads that pointer, and reads slots with plain Acquire
+//! loads. The owner of the shard is the only writer: a change swaps one
+//! slot's pointer (Release), so a reader sees the old or the new entry of a
+//! key, never a torn one.
 //!
-//! # Reclamation: epochs, counted by arc-swap
+//! # Reclamation
 //!
-//! An entry a reader can reach must stay allocated while the reader holds its
-//! guard. Each non-null, non-tombstone slot owns one strong count of its
-//! entry. When the owner replaces or removes an entry it keeps that count,
-//! in its `retired` list for the current epoch. Every so often (`RETIRE_MIN`
-//! entries) it starts a new epoch: a new `Table` over the *same* `Slots`
-//! (O(1): nothing is copied), hands the retired list to the old `Table`, links
-//! the old `Table` to the new one (`next`), and publishes the new one.
+//! Each non-null, non-tombstone slot owns its entry. When the owner replaces
+//! or removes an entry, it takes ownership of the old one as a [`Retired`]
+//! item and hands it to its `reclaim::Garbage`, which frees it once no
+//! reader pinned before the change is left. Growing the table publishes a
+//! new array holding the same entry pointers (moved, not copied); the old
+//! array is retired the same way, as a shell that frees no entries.
 //!
-//! A reader holding epoch `E` reads the live array, so it may load any entry
-//! published before it reads, including ones retired in later epochs. Those
-//! sit in the retired lists of `E` and of epochs after `E`, and `E` keeps all
-//! of them alive through its `next` chain; epoch `E` itself is alive while
-//! the reader's guard is. So an epoch's retired entries are freed only once
-//! no reader holds that epoch or any earlier one: epoch-based reclamation in
-//! which arc-swap does the reader counting. Growing the table starts an
-//! epoch over new, bigger `Slots`; the old array keeps its own counts until
-//! its last epoch goes.
-//!
-//! Why not an `ArcSwapOption` per slot (the safe version, kept in the git
-//! history): it makes a `get` pay two arc-swap loads instead of one, measured
-//! at 41 ns against 24 ns per hit here (docs/design.md).
+//! Why not `ArcSwap` (as before): its guard costs two locked instructions
+//! per `get`, which kept `get`s from overlapping their cache misses (see
+//! `reclaim.rs` and docs/design.md). Why not an `ArcSwapOption` per slot
+//! (before that): two arc-swap loads per `get`.
 
-use crate::sync::{Arc, AtomicPtr, Mutex, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 use std::borrow::Borrow;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 
 /// One cached entry. Immutable once published: a change publishes a new one.
 #[derive(Debug)]
@@ -65,10 +56,9 @@ fn tag(hash: u64) -> usize {
     (hash >> 40) as usize & TAG_MASK
 }
 
-fn tagged<K, V>(entry: Arc<Entry<K, V>>) -> *mut Entry<K, V> {
-    const { assert!(std::mem::align_of::<Entry<K, V>>() > TAG_MASK) };
-    let t = tag(entry.hash);
-    Arc::into_raw(entry).cast_mut().map_addr(|a| a | t)
+fn tagged<K, V>(entry: OwnedEntry<K, V>) -> *mut Entry<K, V> {
+    let t = tag(entry.hash());
+    entry.into_raw().map_addr(|a| a | t)
 }
 
 fn untagged<K, V>(p: *mut Entry<K, V>) -> *mut Entry<K, V> {
@@ -95,17 +85,171 @@ enum View<'a, K, V> {
 pub(crate) enum Was<K, V> {
     Empty,
     Tomb,
-    Live(Arc<Entry<K, V>>),
+    Live(OwnedEntry<K, V>),
+}
+
+/// One entry, owned: freed when dropped. What a slot owns, as a value the
+/// owner can move around (into a slot, out of it, into its garbage).
+pub(crate) struct OwnedEntry<K, V>(NonNull<Entry<K, V>>);
+
+// SAFETY: an `OwnedEntry` owns its `Entry` exactly like a `Box` would, so
+// it may cross threads when a `Box<Entry<K, V>>` may.
+unsafe impl<K: Send, V: Send> Send for OwnedEntry<K, V> {}
+// SAFETY: as above: `&OwnedEntry` gives only `&Entry`, like `&Box`.
+unsafe impl<K: Sync, V: Sync> Sync for OwnedEntry<K, V> {}
+
+impl<K, V> OwnedEntry<K, V> {
+    pub(crate) fn new(hash: u64, key: K, value: V) -> Self {
+        Self::new_in(EntryAlloc::new(), hash, key, value)
+    }
+
+    /// A new entry in memory that held an earlier one (no allocation).
+    pub(crate) fn new_in(alloc: EntryAlloc<K, V>, hash: u64, key: K, value: V) -> Self {
+        const { assert!(std::mem::align_of::<Entry<K, V>>() > TAG_MASK) };
+        let p = alloc.0;
+        std::mem::forget(alloc);
+        // SAFETY: `p` is an allocation of `Entry`'s layout that holds no
+        // value (`EntryAlloc`), and nobody else has it: we initialise it.
+        unsafe { p.as_ptr().write(Entry { hash, key, value }) };
+        Self(p)
+    }
+
+    /// Drops the key and value and keeps the memory for a later entry.
+    pub(crate) fn into_alloc(self) -> EntryAlloc<K, V> {
+        let p = self.0;
+        std::mem::forget(self);
+        // Built before the drop below: if the key's or value's `drop`
+        // panics, this still frees the memory as it unwinds.
+        let alloc = EntryAlloc(p, PhantomData);
+        // SAFETY: we owned an initialised entry; after this it holds no
+        // value, which is what `EntryAlloc` owns.
+        unsafe { std::ptr::drop_in_place(p.as_ptr()) };
+        alloc
+    }
+
+    fn hash(&self) -> u64 {
+        // SAFETY: we own a live, initialised entry.
+        unsafe { self.0.as_ref() }.hash
+    }
+
+    /// Gives up ownership: the raw pointer now owns the entry.
+    fn into_raw(self) -> *mut Entry<K, V> {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes back ownership of a pointer from `into_raw`.
+    ///
+    /// # Safety
+    /// `p` came from `into_raw` (untagged), and whoever held it gives up
+    /// its ownership: it is not freed or taken back twice.
+    unsafe fn from_raw(p: *mut Entry<K, V>) -> Self {
+        // SAFETY: `into_raw` pointers are non-null.
+        Self(unsafe { NonNull::new_unchecked(p) })
+    }
+}
+
+impl<K, V> Drop for OwnedEntry<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: we own an initialised entry allocated with `Entry`'s
+        // layout by `EntryAlloc::new`, i.e. as a `Box<Entry>` would be.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// Memory for one entry, holding no value: what a freed entry leaves
+/// behind, kept by the owner for its next write instead of going back to
+/// the allocator (a write then costs no `malloc` and no `free`).
+pub(crate) struct EntryAlloc<K, V>(NonNull<Entry<K, V>>, PhantomData<Entry<K, V>>);
+
+// SAFETY: owns uninitialised memory only; no `K` or `V` is reachable.
+unsafe impl<K, V> Send for EntryAlloc<K, V> {}
+
+impl<K, V> EntryAlloc<K, V> {
+    fn new() -> Self {
+        let b: Box<std::mem::MaybeUninit<Entry<K, V>>> = Box::new_uninit();
+        Self(NonNull::from(Box::leak(b)).cast(), PhantomData)
+    }
+}
+
+impl<K, V> Drop for EntryAlloc<K, V> {
+    fn drop(&mut self) {
+        let p = self.0.as_ptr().cast::<std::mem::MaybeUninit<Entry<K, V>>>();
+        // SAFETY: allocated as a `Box<MaybeUninit<Entry>>` (`new`, or the
+        // same layout through `OwnedEntry`), holding no value: freeing it
+        // as one drops nothing.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// Something the owner unlinked from what readers see, waiting in its
+/// garbage until no reader can hold it. Its fields are only ever dropped.
+#[allow(dead_code)]
+pub(crate) enum Retired<K, V> {
+    /// A replaced or removed entry.
+    Entry(OwnedEntry<K, V>),
+    /// A slot array replaced by a bigger one; its entries moved there, so
+    /// dropping it frees the array only.
+    Slots(OwnedSlots<K, V>),
+}
+
+/// A slot array, owned (`Box`-like) and shareable with readers as a raw
+/// pointer. Dropping it frees the array, never the entries it points to.
+pub(crate) struct OwnedSlots<K, V>(NonNull<Slots<K, V>>);
+
+// SAFETY: owns a `Slots` like a `Box` would; `Slots` itself is Send/Sync
+// exactly when the entries it owns are (its `PhantomData`).
+unsafe impl<K: Send, V: Send> Send for OwnedSlots<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Sync, V: Sync> Sync for OwnedSlots<K, V> {}
+
+impl<K, V> OwnedSlots<K, V> {
+    pub(crate) fn new(slots: Slots<K, V>) -> Self {
+        Self(NonNull::from(Box::leak(Box::new(slots))))
+    }
+
+    /// The pointer readers load; valid while this (or its retirement) lives.
+    pub(crate) fn as_ptr(&self) -> *mut Slots<K, V> {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn get(&self) -> &Slots<K, V> {
+        // SAFETY: we own a live `Slots`; only shared references are made.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Frees every entry the array still points to, then the array: for the
+    /// owner's current array when the shard goes (no reader is left).
+    pub(crate) fn free_with_entries(self) {
+        let slots = self.get();
+        for slot in slots.slots.iter() {
+            // Relaxed: no reader is left; the owner wrote every slot.
+            let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
+            if !p.is_null() && p != tomb() {
+                // SAFETY: a live slot owns its entry (`tagged`); we took the
+                // pointer out of the slot, so nobody else frees it.
+                drop(unsafe { OwnedEntry::from_raw(untagged(p)) });
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for OwnedSlots<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: we own the array; it came from `Box::leak` in `new`.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 /// The slot array.
 pub(crate) struct Slots<K, V> {
     /// Null: empty, ends a probe chain. `tomb()`: removed, probe on. Anything
-    /// else: from `Arc::into_raw`, tagged (`tagged`), owning one strong count.
+    /// else: an `OwnedEntry` given up with `into_raw`, tagged (`tagged`).
     slots: Box<[AtomicPtr<Entry<K, V>>]>,
     mask: usize,
-    /// The array owns `Arc<Entry>`s: Send/Sync exactly when those are.
-    _owns: PhantomData<Arc<Entry<K, V>>>,
+    /// The array owns entries: Send/Sync exactly when `Box<Entry>` is.
+    _owns: PhantomData<Box<Entry<K, V>>>,
 }
 
 impl<K, V> std::fmt::Debug for Slots<K, V> {
@@ -149,19 +293,19 @@ impl<K, V> Slots<K, V> {
             View::Tomb
         } else {
             let p = untagged(p);
-            // SAFETY: `p` came from `Arc::into_raw` (only `publish` and
-            // `place` store non-null, non-tomb pointers, and only such,
+            // SAFETY: `p` came from `OwnedEntry::into_raw` (only `publish`
+            // and `place` store non-null, non-tomb pointers, and only such,
             // tagged in bits that alignment keeps zero). It is still
-            // allocated: callers reach `Slots` only through a `Table` (the
-            // reader's guard) or as the owner, and either keeps every entry
-            // published in this array alive while `&self` lives (module
-            // docs: in a slot, in the owner's retired list, or in the retired
-            // list of the guarded epoch or a later one, which it keeps alive).
+            // allocated: the owner frees an entry only after unlinking it
+            // and then only once no reader pinned before the unlink is left
+            // (module docs, reclaim.rs); callers are pinned readers or the
+            // owner itself.
             View::Live(unsafe { &*p })
         }
     }
 
-    /// The reader's lookup: no lock, no write to shared memory.
+    /// The reader's lookup: no lock, no write to shared memory. The caller
+    /// must be pinned (`reclaim::pin`) or be the owner.
     ///
     /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
@@ -185,8 +329,8 @@ impl<K, V> Slots<K, V> {
                 return None;
             }
             if p.addr() & TAG_MASK == want && p != tomb() {
-                // SAFETY: as in `view`: a tagged entry pointer, kept alive by
-                // this table while `&self` lives.
+                // SAFETY: as in `view`: a tagged entry pointer, not freed
+                // while the caller is pinned (or is the owner).
                 let e = unsafe { &*untagged(p) };
                 if e.hash == hash && e.key.borrow() == key {
                     return Some(e.value.clone());
@@ -251,7 +395,7 @@ impl<K, V> Slots<K, V> {
     pub(crate) fn publish(
         &self,
         i: usize,
-        entry: Option<Arc<Entry<K, V>>>,
+        entry: Option<OwnedEntry<K, V>>,
         tomb_if_none: bool,
     ) -> Was<K, V> {
         let new = match entry {
@@ -259,141 +403,49 @@ impl<K, V> Slots<K, V> {
             None if tomb_if_none => tomb(),
             None => std::ptr::null_mut(),
         };
-        // Release: publishes the new entry's fields to readers' Acquire
-        // load in `entry`. The old pointer needs no ordering: only the owner
-        // (this thread, under the token) ever wrote it.
-        let old = self.slots[i].swap(new, Ordering::Release);
+        // Only the owner (this thread, under the token) writes slots, so a
+        // load and a store do what a swap would, without a locked
+        // instruction. Relaxed load: we wrote it ourselves. Release store:
+        // publishes the new entry's fields to readers' Acquire loads.
+        let old = self.slots[i].load(Ordering::Relaxed);
+        self.slots[i].store(new, Ordering::Release);
         if old.is_null() {
             Was::Empty
         } else if old == tomb() {
             Was::Tomb
         } else {
             // SAFETY: a non-null, non-tomb slot pointer came from
-            // `Arc::into_raw` (tagged; `untagged` restores it) and owned one
-            // strong count, which the slot no longer holds: we take it over.
-            Was::Live(unsafe { Arc::from_raw(untagged(old)) })
+            // `into_raw` (tagged; `untagged` restores it) and owned its
+            // entry; the slot no longer holds it, so we take it over.
+            Was::Live(unsafe { OwnedEntry::from_raw(untagged(old)) })
         }
     }
 
-    /// Every live entry, with its own strong count (owner side, rebuilding).
-    pub(crate) fn live(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
-        (0..self.slots.len()).filter_map(|i| {
-            let p = self.slots[i].load(Ordering::Acquire);
+    /// Moves every live entry of `self` into `fresh` (owner side,
+    /// rebuilding). `self` keeps its pointers for the readers still on it,
+    /// but no longer owns them: from here it may only be read, then dropped
+    /// as a shell (`Retired::Slots`).
+    pub(crate) fn move_into(&self, fresh: &Slots<K, V>) {
+        for slot in self.slots.iter() {
+            let p = slot.load(Ordering::Acquire);
             if p.is_null() || p == tomb() {
-                return None;
+                continue;
             }
-            let p = untagged(p);
-            // SAFETY: as in `view`; and the slot keeps its own count, so
-            // adding one for the caller leaves the slot's count intact.
-            unsafe { Arc::increment_strong_count(p) };
-            // SAFETY: the count added just above is the one this `Arc` owns.
-            Some(unsafe { Arc::from_raw(p) })
-        })
+            // SAFETY: a live slot owns its entry; ownership passes to
+            // `fresh` here and `self` is never used to free it (its drop
+            // frees the array only).
+            fresh.place(unsafe { OwnedEntry::from_raw(untagged(p)) });
+        }
     }
 
-    /// Places a live entry into a table no reader has seen yet.
-    pub(crate) fn place(&self, entry: Arc<Entry<K, V>>) {
-        let mut i = entry.hash as usize & self.mask;
+    /// Places a live entry into an array no reader has seen yet.
+    fn place(&self, entry: OwnedEntry<K, V>) {
+        let mut i = entry.hash() as usize & self.mask;
         while !self.is_empty_at(i) {
             i = (i + 1) & self.mask;
         }
-        // Release: the table is published later (through the shard's
-        // ArcSwap, which orders this too); kept for uniformity with `publish`.
+        // Release: the array is published later (the shard's pointer store
+        // is Release too); kept for uniformity with `publish`.
         self.slots[i].store(tagged(entry), Ordering::Release);
-    }
-}
-
-impl<K, V> Drop for Slots<K, V> {
-    fn drop(&mut self) {
-        for slot in self.slots.iter() {
-            // Relaxed: `&mut self`, nobody else is left to race with.
-            let p = slot.load(Ordering::Relaxed);
-            if !p.is_null() && p != tomb() {
-                // SAFETY: the slot owned one strong count from
-                // `Arc::into_raw` (tagged); `&mut self` means no reader is left.
-                drop(unsafe { Arc::from_raw(untagged(p)) });
-            }
-        }
-    }
-}
-
-/// One epoch of a shard's read table: what the shard's `ArcSwap` publishes.
-pub(crate) struct Table<K, V> {
-    slots: Arc<Slots<K, V>>,
-    /// Entries replaced while this epoch was current; set once it ends.
-    retired: Mutex<Vec<Arc<Entry<K, V>>>>,
-    /// The epoch after this one, kept alive by this one (module docs).
-    next: Mutex<Option<Arc<Table<K, V>>>>,
-}
-
-impl<K, V> std::fmt::Debug for Table<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table")
-            .field("slots", &self.slots)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, V> Table<K, V> {
-    pub(crate) fn new(slots: Arc<Slots<K, V>>) -> Self {
-        Self {
-            slots,
-            retired: Mutex::new(Vec::new()),
-            next: Mutex::new(None),
-        }
-    }
-
-    /// The slot array of this epoch.
-    #[inline]
-    pub(crate) fn slots(&self) -> &Slots<K, V> {
-        &self.slots
-    }
-
-    /// The same array, for the next epoch.
-    pub(crate) fn share_slots(&self) -> Arc<Slots<K, V>> {
-        self.slots.clone()
-    }
-
-    /// The reader's lookup (see [`Slots::get`]).
-    #[inline]
-    pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-        V: Clone,
-    {
-        self.slots.get(hash, key)
-    }
-
-    /// Ends this epoch: it keeps the entries replaced while it was current,
-    /// and the epoch after it, until its last reader lets go.
-    pub(crate) fn retire(&self, entries: Vec<Arc<Entry<K, V>>>, next: Arc<Table<K, V>>) {
-        *self.retired.lock().unwrap_or_else(|e| e.into_inner()) = entries;
-        *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
-    }
-}
-
-impl<K, V> Drop for Table<K, V> {
-    fn drop(&mut self) {
-        // Unlink the chain of later epochs iteratively: a reader that held an
-        // old epoch for long can leave thousands behind it, and dropping them
-        // recursively could overflow the stack.
-        let mut next = self
-            .next
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        while let Some(epoch) = next {
-            match Arc::try_unwrap(epoch) {
-                Ok(mut epoch) => {
-                    next = epoch
-                        .next
-                        .get_mut()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take();
-                }
-                Err(_) => break, // someone still holds it; it goes later
-            }
-        }
     }
 }

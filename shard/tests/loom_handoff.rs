@@ -2,7 +2,7 @@
 //! `RUSTFLAGS="--cfg coherent_loom" cargo test -p coherent-shard --release --test loom_handoff`).
 //!
 //! Under `coherent_loom` the crate's sync facade swaps in loom's atomics,
-//! mutexes and threads, a loom-visible stand-in for `ArcSwap`, and a
+//! fences, mutexes, threads and thread-locals, and a
 //! mutex-guarded queue for the mailbox (crossbeam's lock-free queue is
 //! invisible to loom; the SeqCst-fence argument that covers it is written in
 //! `shard.rs`). The models check the owner-token hand-off, acknowledgement

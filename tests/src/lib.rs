@@ -4,7 +4,9 @@
 //! `tests/` assert zero for `coherent` and at least one for the naive cache
 //! (so each check is known to be able to fail), and the demo prints both.
 
+pub mod canary;
 pub mod naive;
+pub mod reclaim;
 pub mod seeds;
 
 pub use naive::{AckBeforeApply, NaiveCache};

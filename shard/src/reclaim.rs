@@ -1,0 +1,552 @@
+//! When memory that readers may hold can be freed: an epoch scheme whose
+//! reader side does no atomic read-modify-write and no hardware fence.
+//!
+//! # Why not `arc-swap` on the read path
+//!
+//! A `get` used to take an `ArcSwap` guard on the shard's table. That guard
+//! costs two locked instructions (a debt-slot `xchg` and a `cmpxchg` to pay
+//! it back). Locked instructions are full barriers on x86, so no two `get`s
+//! could overlap their cache misses: on the Zipf benchmark a `get` spent
+//! about 40% of its time there and ran at 0.65x-0.9x quick_cache's speed
+//! (docs/design.md has the figures). Here a reader announces itself with a
+//! plain store in its own cache line and a compiler fence, and the writer,
+//! which frees memory rarely (once per [`BATCH`] replaced entries), pays
+//! for the ordering instead with one `membarrier(2)` call.
+//!
+//! # The protocol
+//!
+//! - A global epoch counter, `EPOCH`, starts at 1 and only grows.
+//! - Each reading thread owns a [`Record`]. Pinning stores the epoch it
+//!   reads from `EPOCH` into `record.active` (0 means "not reading"), then
+//!   runs the *light* fence. Unpinning stores 0 with Release.
+//! - The owner of a shard unlinks memory (a slot swap, or publishing a new
+//!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
+//!   Later it runs the *heavy* fence and reads every record; the batch
+//!   sealed at `r` is freed once every record reads 0 or a value above `r`.
+//!
+//! Why that is safe. Take a reader that dereferences something of batch
+//! `r`. It loaded the pointer before the owner's unlink took effect.
+//! - If it pinned with epoch `a > r`, its Acquire load of `EPOCH` read the
+//!   seal's `fetch_add` or a later one, so the unlink happened before its
+//!   pointer load, which then cannot return the unlinked pointer.
+//!   Contradiction: so `a <= r`.
+//! - The heavy fence and the light fence are ordered one way or the other.
+//!   If the reader's fence comes first, its `active = a` store is visible to
+//!   the owner's scan, which then keeps the batch (`a <= r`), or the scan
+//!   reads its later 0, whose Release orders all its reads before the free.
+//!   If the owner's fence comes first, the reader's later pointer load sees
+//!   the unlink, and it never reaches the batch.
+//!
+//! The fences are the store-buffering pattern again (as in `shard.rs`). On
+//! Linux with `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` the light fence
+//! is a compiler fence and the heavy one is the system call, which makes
+//! every running thread of the process execute a full barrier: the
+//! asymmetric form used by Linux's userspace RCU and by `folly`'s hazard
+//! pointers. Where that call is missing (other systems, old kernels,
+//! sandboxes that forbid it), both fences are `fence(SeqCst)`: still one
+//! fence per `get`, against arc-swap's two locked instructions. Loom checks
+//! the symmetric form (`loom_reclaim` in this crate's tests); loom cannot
+//! model `membarrier`, whose guarantee the argument above relies on as
+//! documented by the kernel (`man 2 membarrier`).
+//!
+//! A thread keeps its record for its whole life and gives it back for reuse
+//! when it exits; records themselves stay allocated, one per thread that
+//! ever read at the same time as others, as crossbeam-epoch does. A `get`
+//! during thread teardown, after this thread's record is gone, counts itself
+//! in `ORPHANS` instead, which holds back every free while it reads.
+
+use crate::sync::{
+    compiler_fence, fence, thread_local_key, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex,
+    Ordering,
+};
+use crossbeam_utils::CachePadded;
+use std::cell::{Cell, OnceCell};
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+/// Unlinked items an owner gathers before it seals them and tries to free
+/// the sealed ones. Each try costs one heavy fence (about 2 µs with other
+/// threads running, measured on the CI machine) and a scan of the records.
+pub(crate) const BATCH: usize = 128;
+
+/// What one reading thread announces.
+#[derive(Debug)]
+struct Record {
+    /// 0 while the thread reads nothing; else the epoch it read on pinning.
+    active: CachePadded<AtomicU64>,
+    /// Whether a live thread holds this record.
+    taken: AtomicBool,
+}
+
+/// Every record ever handed out.
+#[derive(Debug)]
+struct Registry {
+    records: Mutex<Vec<Arc<Record>>>,
+    /// Whether the asymmetric fences are in use (decided once, before any
+    /// reader or owner can use either fence).
+    asymmetric: bool,
+}
+
+#[cfg(not(coherent_loom))]
+mod globals {
+    use super::*;
+    use std::sync::OnceLock;
+
+    pub(super) static EPOCH: AtomicU64 = AtomicU64::new(1);
+    pub(super) static ORPHANS: AtomicUsize = AtomicUsize::new(0);
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+    pub(super) fn registry() -> &'static Registry {
+        REGISTRY.get_or_init(|| Registry {
+            records: Mutex::new(Vec::new()),
+            asymmetric: super::membarrier::register(),
+        })
+    }
+}
+
+#[cfg(coherent_loom)]
+mod globals {
+    use super::*;
+
+    loom::lazy_static! {
+        pub(super) static ref EPOCH: AtomicU64 = AtomicU64::new(1);
+        pub(super) static ref ORPHANS: AtomicUsize = AtomicUsize::new(0);
+        static ref REGISTRY: Registry = Registry {
+            records: Mutex::new(Vec::new()),
+            asymmetric: false,
+        };
+    }
+
+    pub(super) fn registry() -> &'static Registry {
+        &REGISTRY
+    }
+}
+
+use globals::{registry, EPOCH, ORPHANS};
+
+/// The system call behind the asymmetric fences.
+#[cfg(all(target_os = "linux", not(coherent_loom)))]
+mod membarrier {
+    /// Registers this process for private expedited barriers; false if the
+    /// kernel does not offer them (the symmetric fences are used then).
+    pub(super) fn register() -> bool {
+        std::env::var_os("COHERENT_NO_MEMBARRIER").is_none()
+            && call(libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED as libc::c_int)
+    }
+
+    /// Every running thread of this process executes a full barrier before
+    /// this returns. False if the call failed (the caller frees nothing).
+    pub(super) fn barrier() -> bool {
+        call(libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED as libc::c_int)
+    }
+
+    /// `membarrier(cmd, 0, 0)`; true if it returned 0.
+    fn call(cmd: libc::c_int) -> bool {
+        // SAFETY: membarrier takes three integer arguments and touches no
+        // memory of ours; a command the kernel does not support (or one not
+        // registered for) only returns an error.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_int,
+                0 as libc::c_int,
+            )
+        };
+        r == 0
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(coherent_loom))))]
+mod membarrier {
+    #[cfg_attr(coherent_loom, allow(dead_code))] // loom decides without it
+    pub(super) fn register() -> bool {
+        false
+    }
+    pub(super) fn barrier() -> bool {
+        unreachable!("asymmetric fences are never chosen without membarrier")
+    }
+}
+
+/// This thread's reader state.
+struct Local {
+    record: OnceCell<Arc<Record>>,
+    /// Nested pins (a `get` from inside a value's `Clone`, say): only the
+    /// outermost one announces and retracts.
+    depth: Cell<usize>,
+    asymmetric: Cell<bool>,
+}
+
+impl Local {
+    fn new() -> Self {
+        Self {
+            record: OnceCell::new(),
+            depth: Cell::new(0),
+            asymmetric: Cell::new(false),
+        }
+    }
+
+    #[inline]
+    fn enter(&self) {
+        let depth = self.depth.get();
+        self.depth.set(depth + 1);
+        if depth == 0 {
+            let record = match self.record.get() {
+                Some(r) => r,
+                None => self.acquire(),
+            };
+            // Acquire: see the module docs (a reader that reads epoch a > r
+            // also sees every unlink sealed at r).
+            let epoch = EPOCH.load(Ordering::Acquire);
+            record.active.store(epoch, Ordering::Relaxed);
+            if self.asymmetric.get() {
+                // The owner's membarrier stands in for the hardware fence.
+                compiler_fence(Ordering::SeqCst);
+            } else {
+                fence(Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[inline]
+    fn exit(&self) {
+        let depth = self.depth.get() - 1;
+        self.depth.set(depth);
+        if depth == 0 {
+            if let Some(record) = self.record.get() {
+                // Release: every read made while pinned comes before this.
+                record.active.store(0, Ordering::Release);
+            }
+        }
+    }
+
+    #[cold]
+    fn acquire(&self) -> &Arc<Record> {
+        let registry = registry();
+        self.asymmetric.set(registry.asymmetric);
+        let mut records = registry.records.lock().unwrap_or_else(|e| e.into_inner());
+        // Acquire: pairs with the Release of the thread that gave it up.
+        let free = records.iter().find(|r| {
+            r.taken
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        });
+        let record = match free {
+            Some(record) => record.clone(),
+            None => {
+                let record = Arc::new(Record {
+                    active: CachePadded::new(AtomicU64::new(0)),
+                    taken: AtomicBool::new(true),
+                });
+                records.push(record.clone());
+                record
+            }
+        };
+        drop(records);
+        self.record.get_or_init(|| record)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.get() {
+            // Release: our last unpin comes before the next holder's use.
+            record.taken.store(false, Ordering::Release);
+        }
+    }
+}
+
+thread_local_key! {
+    static LOCAL: Local = Local::new();
+}
+
+/// A pinned reader: memory it loads from a shard stays allocated until it
+/// is dropped. Not `Send`: it retracts this thread's announcement.
+#[derive(Debug)]
+pub(crate) struct Pin {
+    orphan: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Pins the current thread (see the module docs).
+#[inline]
+pub(crate) fn pin() -> Pin {
+    match LOCAL.try_with(Local::enter) {
+        Ok(()) => Pin {
+            orphan: false,
+            _not_send: PhantomData,
+        },
+        Err(_) => {
+            // This thread's record is gone (we run in a thread-local
+            // destructor). Hold back every free while we read.
+            ORPHANS.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            Pin {
+                orphan: true,
+                _not_send: PhantomData,
+            }
+        }
+    }
+}
+
+impl Drop for Pin {
+    #[inline]
+    fn drop(&mut self) {
+        if self.orphan {
+            ORPHANS.fetch_sub(1, Ordering::Release);
+        } else {
+            let _ = LOCAL.try_with(Local::exit);
+        }
+    }
+}
+
+/// The heavy fence; false if it could not be run (then nothing may be
+/// freed this time).
+fn heavy_fence() -> bool {
+    if registry().asymmetric {
+        membarrier::barrier()
+    } else {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// The oldest epoch a pinned reader announced, or `u64::MAX` if none is
+/// pinned: a batch sealed at `r` may be freed when `r` is below it.
+fn oldest_reader() -> u64 {
+    if !heavy_fence() {
+        return 0;
+    }
+    if ORPHANS.load(Ordering::Acquire) > 0 {
+        return 0;
+    }
+    let records = registry().records.lock().unwrap_or_else(|e| e.into_inner());
+    if cfg!(any(coherent_loom_break_reclaim, coherent_break_reclaim)) {
+        return u64::MAX; // the broken variant: pinned readers are ignored
+    }
+    records
+        .iter()
+        .map(|r| r.active.load(Ordering::Acquire))
+        .filter(|&a| a != 0)
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// What an owner has unlinked and not yet freed, in sealed batches.
+pub(crate) struct Garbage<T> {
+    open: Vec<T>,
+    sealed: VecDeque<(u64, Vec<T>)>,
+}
+
+impl<T> std::fmt::Debug for Garbage<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Garbage")
+            .field("open", &self.open.len())
+            .field("sealed", &self.sealed.len())
+            .finish()
+    }
+}
+
+impl<T> Garbage<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            open: Vec::new(),
+            sealed: VecDeque::new(),
+        }
+    }
+
+    /// Takes `item`, already unlinked: no reader that pins from now on can
+    /// reach it. It is dropped once no reader that pinned earlier is left.
+    #[cfg(test)]
+    pub(crate) fn retire(&mut self, item: T) {
+        self.retire_with(item, &mut drop);
+    }
+
+    /// [`retire`](Self::retire), handing each item that may be freed to
+    /// `free` (which may keep its memory) instead of dropping it.
+    pub(crate) fn retire_with(&mut self, item: T, free: &mut impl FnMut(T)) {
+        self.open.push(item);
+        if self.open.len() >= BATCH {
+            self.collect_with(free);
+        }
+    }
+
+    /// Seals what is open and frees every sealed batch that no pinned
+    /// reader can still hold. Never waits for readers.
+    #[cfg(test)]
+    pub(crate) fn collect(&mut self) {
+        self.collect_with(&mut drop);
+    }
+
+    /// [`collect`](Self::collect), handing what may be freed to `free`.
+    pub(crate) fn collect_with(&mut self, free: &mut impl FnMut(T)) {
+        if !self.open.is_empty() {
+            let open = std::mem::replace(&mut self.open, Vec::with_capacity(BATCH));
+            // SeqCst: the unlinks before this (program order) are seen by a
+            // reader that reads the new epoch with Acquire.
+            let sealed_at = EPOCH.fetch_add(1, Ordering::SeqCst);
+            self.sealed.push_back((sealed_at, open));
+        }
+        if self.sealed.is_empty() {
+            return;
+        }
+        let oldest = oldest_reader();
+        while self.sealed.front().is_some_and(|(r, _)| *r < oldest) {
+            if let Some((_, batch)) = self.sealed.pop_front() {
+                batch.into_iter().for_each(&mut *free);
+            }
+        }
+    }
+
+    /// Items not yet freed (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn pending(&self) -> usize {
+        self.open.len() + self.sealed.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+}
+
+#[cfg(all(test, not(coherent_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdCount;
+
+    struct Counted<'a>(&'a StdCount);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Collects until `want` items are freed. Other tests of this binary
+    /// read shards on their own threads, and a reader that pinned just
+    /// before a seal holds that batch for the few nanoseconds it reads: a
+    /// free may take a retry or two, never more than a bounded few.
+    fn collect_until(garbage: &mut Garbage<Counted<'_>>, freed: &StdCount, want: usize) {
+        for _ in 0..100_000 {
+            garbage.collect();
+            if freed.load(Ordering::Relaxed) == want {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        panic!("only {} of {want} freed", freed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn nothing_is_freed_while_an_earlier_reader_is_pinned() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        let pin = pin();
+        for _ in 0..BATCH * 3 {
+            garbage.retire(Counted(&freed));
+        }
+        garbage.collect();
+        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
+        assert_eq!(garbage.pending(), BATCH * 3);
+        drop(pin);
+        collect_until(&mut garbage, &freed, BATCH * 3);
+        assert_eq!(garbage.pending(), 0);
+    }
+
+    #[test]
+    fn a_reader_pinned_after_the_seal_does_not_hold_the_batch() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        garbage.retire(Counted(&freed));
+        garbage.collect(); // sealed here
+        let late = pin(); // pinned after the seal: does not hold it back
+        collect_until(&mut garbage, &freed, 1);
+        drop(late);
+    }
+
+    #[test]
+    fn nested_pins_retract_only_at_the_outermost() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        let outer = pin();
+        let inner = pin();
+        garbage.retire(Counted(&freed));
+        drop(inner);
+        garbage.collect();
+        assert_eq!(freed.load(Ordering::Relaxed), 0, "outer pin still holds");
+        drop(outer);
+        collect_until(&mut garbage, &freed, 1);
+    }
+
+    #[test]
+    fn a_pinned_reader_on_another_thread_holds_the_batch() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _pin = pin();
+            pinned_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        pinned_rx.recv().unwrap();
+        garbage.retire(Counted(&freed));
+        garbage.collect();
+        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
+        go_tx.send(()).unwrap();
+        reader.join().unwrap();
+        collect_until(&mut garbage, &freed, 1);
+    }
+}
+
+/// The reclamation protocol under loom (symmetric fences): a reader that
+/// races the unlink and free of what it reads. The free is modelled as a
+/// write to a loom `UnsafeCell` that the reader reads, so loom reports any
+/// interleaving in which the free is not ordered after the read. Building
+/// with `--cfg coherent_loom_break_reclaim` makes the owner ignore pinned
+/// readers, and loom finds that interleaving (docs/guarantees.md).
+#[cfg(all(test, coherent_loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::AtomicPtr;
+    use loom::cell::UnsafeCell;
+
+    struct Node(UnsafeCell<u64>);
+
+    /// Owns a node that was unlinked; "frees" it (a write loom checks) and
+    /// then really frees it.
+    struct Unlinked(*mut Node);
+
+    impl Drop for Unlinked {
+        fn drop(&mut self) {
+            // SAFETY: `self.0` came from `Box::into_raw` and was unlinked;
+            // the model checks that no reader can still read it.
+            let node = unsafe { Box::from_raw(self.0) };
+            // SAFETY: the write loom checks for a race with the reader.
+            node.0.with_mut(|v| unsafe { *v = 0 });
+        }
+    }
+
+    #[test]
+    fn a_racing_reader_never_reads_freed_memory() {
+        loom::model(|| {
+            let first = Box::into_raw(Box::new(Node(UnsafeCell::new(1))));
+            let shared = Arc::new(AtomicPtr::new(first));
+            let reader = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    let _pin = pin();
+                    let node = shared.load(Ordering::Acquire);
+                    // SAFETY: the property under test: pinned, the node
+                    // we loaded is not freed while we read it.
+                    let v = unsafe { &*node }.0.with(|v| unsafe { *v });
+                    assert!(v == 1 || v == 2, "read a freed node ({v})");
+                })
+            };
+            let second = Box::into_raw(Box::new(Node(UnsafeCell::new(2))));
+            let old = shared.swap(second, Ordering::AcqRel);
+            let mut garbage = Garbage::new();
+            garbage.retire(Unlinked(old));
+            garbage.collect();
+            reader.join().unwrap();
+            garbage.collect();
+            drop(garbage);
+            drop(Unlinked(shared.load(Ordering::Acquire)));
+        });
+    }
+}
