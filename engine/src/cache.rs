@@ -2,7 +2,8 @@
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
-use coherent_shard::{Op, Reply, Shard, SubmitError};
+use crate::visibility::Watermark;
+use coherent_shard::{Op, Reply, Shard, SubmitError, Tag, TxnOp, Visible};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -29,11 +30,14 @@ pub struct Cache<K, V> {
     inner: Arc<Inner<K, V>>,
 }
 
-struct Inner<K, V> {
-    shards: Box<[Shard<K, V>]>,
+pub(crate) struct Inner<K, V> {
+    pub(crate) shards: Box<[Shard<K, V>]>,
     /// One hasher for routing and probing, seeded per cache so that keys
     /// chosen by an attacker cannot collide on purpose.
     hasher: foldhash::fast::RandomState,
+    /// Which transactions readers see, and the lock that orders commits
+    /// (`visibility.rs`, `txn.rs`).
+    pub(crate) watermark: Watermark,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -87,6 +91,7 @@ where
             inner: Arc::new(Inner {
                 shards,
                 hasher: foldhash::fast::RandomState::default(),
+                watermark: Watermark::new(),
             }),
         }
     }
@@ -102,7 +107,45 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        self.shard(hash).get(hash, key)
+        self.shard(hash)
+            .get(hash, key, Visible::Live(self.inner.watermark.current()))
+    }
+
+    /// Reads several keys at once, as one snapshot with respect to
+    /// transactions: for every transaction, the result shows all of its
+    /// effects on these keys or none of them (G2). Lock-free like
+    /// [`get`](Self::get): it never waits for a writer; if a transaction
+    /// commits while it reads, it reads again.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, &str>::new();
+    /// cache.transaction().insert(1, "a").insert(2, "b").commit().unwrap();
+    /// assert_eq!(cache.get_many(&[1, 2, 3]), vec![Some("a"), Some("b"), None]);
+    /// ```
+    pub fn get_many<'a, Q, I>(&self, keys: I) -> Vec<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + 'a,
+        I: IntoIterator<Item = &'a Q>,
+    {
+        let keys: Vec<(u64, &Q)> = keys.into_iter().map(|k| (self.hash(k), k)).collect();
+        let watermark = self.inner.watermark.current();
+        // Acquire: as in `get`; pairs with the committer's Release store.
+        let mut seen = watermark.load(std::sync::atomic::Ordering::Acquire);
+        loop {
+            let values = keys
+                .iter()
+                .map(|&(hash, key)| self.shard(hash).get(hash, key, Visible::At(seen)))
+                .collect();
+            // No transaction committed while we read (each slot load is
+            // Acquire, so one that saw a later commit's finalized entry
+            // would make this load see that commit's watermark).
+            let now = watermark.load(std::sync::atomic::Ordering::Acquire);
+            if now == seen {
+                return values;
+            }
+            seen = now;
+        }
     }
 
     /// Whether `key` is cached. Lock-free, like [`get`](Self::get).
@@ -121,6 +164,57 @@ where
         let hash = self.hash(&key);
         tracing::trace!(hash, "insert");
         self.submit(hash, Op::Insert { key, value }).map(drop)
+    }
+
+    /// Sets `key` to `value`, carrying `tags` (any strings or integers, see
+    /// [`Tag`]); [`invalidate_tag`](Self::invalidate_tag) on any of them
+    /// removes it. Replaces the tags the key had. Visible when it returns,
+    /// like [`insert`](Self::insert).
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<&str, u64>::new();
+    /// cache.insert_tagged("profile:42", 1, ["user:42"]).unwrap();
+    /// cache.insert_tagged("feed:42", 2, ["user:42", "feeds"]).unwrap();
+    /// cache.invalidate_tag("user:42").unwrap();
+    /// assert_eq!(cache.get("profile:42"), None);
+    /// assert_eq!(cache.get("feed:42"), None);
+    /// ```
+    pub fn insert_tagged<T>(&self, key: K, value: V, tags: T) -> Result<(), Error>
+    where
+        T: IntoIterator,
+        T::Item: Into<Tag>,
+    {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "insert_tagged");
+        let tags = coherent_shard::tags(tags);
+        self.submit(hash, Op::InsertTagged { key, value, tags })
+            .map(drop)
+    }
+
+    /// Removes every entry carrying `tag`, in every shard, at one instant;
+    /// returns once that is visible. A load that declared the tag and is
+    /// in flight will not install its value. A transaction of one
+    /// operation (see [`transaction`](Self::transaction)).
+    pub fn invalidate_tag(&self, tag: impl Into<Tag>) -> Result<(), Error> {
+        self.transaction().invalidate_tag(tag).commit()
+    }
+
+    /// [`insert_tagged`](Self::insert_tagged) for async code.
+    pub async fn insert_tagged_async<T>(&self, key: K, value: V, tags: T) -> Result<(), Error>
+    where
+        T: IntoIterator,
+        T::Item: Into<Tag>,
+    {
+        let hash = self.hash(&key);
+        let tags = coherent_shard::tags(tags);
+        self.submit_async(hash, Op::InsertTagged { key, value, tags })
+            .await
+            .map(drop)
+    }
+
+    /// [`invalidate_tag`](Self::invalidate_tag) for async code.
+    pub async fn invalidate_tag_async(&self, tag: impl Into<Tag>) -> Result<(), Error> {
+        self.transaction().invalidate_tag(tag).commit_async().await
     }
 
     /// Removes `key`; returns once no `get` that starts afterwards sees it,
@@ -215,13 +309,26 @@ where
         self.inner.shards.len()
     }
 
+    /// Which shard (`0..shard_count()`) owns `key`. A diagnostic: tests use
+    /// it to place keys in the same or in different shards. Stable for the
+    /// life of this cache; another cache places keys differently.
+    pub fn shard_of<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + ?Sized,
+    {
+        self.shard_index(self.hash(key))
+    }
+
     /// Callers currently waiting inside the cache, over all shards: writers
-    /// waiting for their write to be applied and `get_or_load` callers
-    /// waiting for another caller's load. A diagnostic (tests use it to know
+    /// waiting for their write to be applied, writers waiting for a
+    /// transaction in flight that their write joined, and `get_or_load`
+    /// callers waiting for another caller's load. A diagnostic (tests use it to know
     /// that a caller is blocked); a snapshot that may be stale when it
     /// returns.
     pub fn waiting(&self) -> usize {
-        self.inner.shards.iter().map(Shard::waiting).sum()
+        let shards: usize = self.inner.shards.iter().map(Shard::waiting).sum();
+        shards + self.inner.watermark.blocked()
     }
 
     #[inline]
@@ -233,20 +340,69 @@ where
     /// table probes with the low bits, so the two choices are independent).
     #[inline]
     pub(crate) fn shard(&self, hash: u64) -> &Shard<K, V> {
-        let n = self.inner.shards.len() as u64;
-        let i = ((hash >> 32) * n) >> 32;
-        &self.inner.shards[i as usize]
+        &self.inner.shards[self.shard_index(hash)]
     }
 
+    /// Applies `op` and returns its answer once the change is visible: a
+    /// write folded into a transaction in flight (`DoneAt`, `UpdatedAt`)
+    /// waits for the watermark to reach that transaction.
     fn submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
-        self.shard(hash).submit(hash, op).map_err(submit_error)
+        let reply = self.shard(hash).submit(hash, op).map_err(submit_error)?;
+        Ok(match reply {
+            Reply::DoneAt(stamp) => {
+                self.inner.watermark.wait_for(stamp);
+                Reply::Done
+            }
+            Reply::UpdatedAt(v, stamp) => {
+                self.inner.watermark.wait_for(stamp);
+                Reply::Updated(v)
+            }
+            other => other,
+        })
     }
 
     async fn submit_async(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
-        self.shard(hash)
+        let reply = self
+            .shard(hash)
             .submit_async(hash, op)
             .await
-            .map_err(submit_error)
+            .map_err(submit_error)?;
+        Ok(match reply {
+            Reply::DoneAt(stamp) => {
+                self.inner.watermark.wait_for_async(stamp).await;
+                Reply::Done
+            }
+            Reply::UpdatedAt(v, stamp) => {
+                self.inner.watermark.wait_for_async(stamp).await;
+                Reply::Updated(v)
+            }
+            other => other,
+        })
+    }
+
+    /// The shard index of `hash` (see [`shard`](Self::shard)).
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
+        let n = self.inner.shards.len() as u64;
+        (((hash >> 32) * n) >> 32) as usize
+    }
+
+    pub(crate) fn inner(&self) -> &Inner<K, V> {
+        &self.inner
+    }
+
+    /// A transaction's op for `key`, with its hash and shard.
+    pub(crate) fn txn_op(&self, key: K, value: Option<(V, Vec<Tag>)>) -> (usize, TxnOp<K, V>) {
+        let hash = self.hash(&key);
+        let op = match value {
+            Some((value, tags)) => TxnOp::Insert {
+                hash,
+                key,
+                value,
+                tags,
+            },
+            None => TxnOp::Invalidate { hash, key },
+        };
+        (self.shard_index(hash), op)
     }
 }
 

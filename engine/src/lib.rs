@@ -38,7 +38,11 @@ mod builder;
 mod cache;
 mod error;
 mod load;
+mod txn;
+mod visibility;
 
 pub use crate::builder::{CacheBuilder, MAX_SHARDS};
 pub use crate::cache::Cache;
 pub use crate::error::{Error, LoadError};
+pub use crate::txn::Transaction;
+pub use coherent_shard::Tag;

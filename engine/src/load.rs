@@ -11,7 +11,7 @@
 
 use crate::cache::{submit_error, Cache};
 use crate::error::{Error, LoadError};
-use coherent_shard::{panic_message, Completion, Op, Reply, Shard};
+use coherent_shard::{panic_message, Completion, Op, Reply, Shard, Tag, Visible};
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -47,12 +47,44 @@ where
     where
         F: FnOnce(&K) -> Result<V, E>,
     {
+        self.load(key, Vec::new(), loader)
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for a value that carries `tags`
+    /// once installed. Invalidating one of the tags while the loader runs
+    /// dooms the load like a write to `key` does: its value is returned to
+    /// this caller but not cached (G3 extended to tags).
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, String>::new();
+    /// let v = cache
+    ///     .get_or_load_tagged(7, ["user:7"], |k| Ok::<_, ()>(format!("row {k}")))
+    ///     .unwrap();
+    /// assert_eq!(v, "row 7");
+    /// cache.invalidate_tag("user:7").unwrap();
+    /// assert_eq!(cache.get(&7), None);
+    /// ```
+    pub fn get_or_load_tagged<T, E, F>(&self, key: K, tags: T, loader: F) -> Result<V, LoadError<E>>
+    where
+        T: IntoIterator,
+        T::Item: Into<Tag>,
+        F: FnOnce(&K) -> Result<V, E>,
+    {
+        self.load(key, coherent_shard::tags(tags), loader)
+    }
+
+    fn load<E, F>(&self, key: K, tags: Vec<Tag>, loader: F) -> Result<V, LoadError<E>>
+    where
+        F: FnOnce(&K) -> Result<V, E>,
+    {
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        if let Some(v) = shard.get(hash, &key) {
+        if let Some(v) = shard.get(hash, &key, Visible::Live(self.inner().watermark.current())) {
             return Ok(v);
         }
-        let waiting = shard.load_begin(hash, key.clone()).map_err(submit_error)?;
+        let waiting = shard
+            .load_begin(hash, key.clone(), tags)
+            .map_err(submit_error)?;
         let answer = {
             let _waiting = shard.waiter();
             waiting.wait()
@@ -101,12 +133,37 @@ where
     where
         F: Future<Output = Result<V, E>>,
     {
+        self.load_async(key, Vec::new(), loader).await
+    }
+
+    /// [`get_or_load_tagged`](Self::get_or_load_tagged) for async code.
+    pub async fn get_or_load_tagged_async<T, E, F>(
+        &self,
+        key: K,
+        tags: T,
+        loader: F,
+    ) -> Result<V, LoadError<E>>
+    where
+        T: IntoIterator,
+        T::Item: Into<Tag>,
+        F: Future<Output = Result<V, E>>,
+    {
+        self.load_async(key, coherent_shard::tags(tags), loader)
+            .await
+    }
+
+    async fn load_async<E, F>(&self, key: K, tags: Vec<Tag>, loader: F) -> Result<V, LoadError<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+    {
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        if let Some(v) = shard.get(hash, &key) {
+        if let Some(v) = shard.get(hash, &key, Visible::Live(self.inner().watermark.current())) {
             return Ok(v);
         }
-        let waiting = shard.load_begin(hash, key.clone()).map_err(submit_error)?;
+        let waiting = shard
+            .load_begin(hash, key.clone(), tags)
+            .map_err(submit_error)?;
         let mut waiting = WaitTurn {
             shard,
             hash,

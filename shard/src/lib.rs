@@ -7,12 +7,12 @@
 //! public `Cache` API; this crate is its building block.
 //!
 //! ```
-//! use coherent_shard::{Op, Reply, Shard};
+//! use coherent_shard::{Op, Reply, Shard, Visible};
 //!
 //! let shard: Shard<u64, &str> = Shard::new(64, 16);
 //! let hash = 42; // the caller hashes the key (the engine uses one hasher)
 //! assert_eq!(shard.submit(hash, Op::Insert { key: 1, value: "one" }).unwrap(), Reply::Done);
-//! assert_eq!(shard.get(hash, &1), Some("one"));
+//! assert_eq!(shard.get(hash, &1, Visible::At(0)), Some("one"));
 //! ```
 //!
 //! # Guarantees
@@ -30,10 +30,19 @@ mod reclaim;
 mod shard;
 mod sync;
 mod table;
+mod tag;
 
 pub use crate::completion::{Completion, Responder};
-pub use crate::message::{Op, Reply, UpdateFn};
-pub use crate::shard::{Shard, SubmitError, WaiterGuard};
+pub use crate::message::{Op, Reply, TxnOp, UpdateFn};
+pub use crate::shard::{yield_now, Shard, SubmitError, WaiterGuard};
+pub use crate::table::Visible;
+pub use crate::tag::{tags, Tag};
+
+/// Whether the current thread is running an update closure inside a shard
+/// (where waiting on a shard could wait on itself).
+pub fn in_update_closure() -> bool {
+    owner::in_closure()
+}
 
 /// The message of a panic payload, for errors that report a caught panic.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

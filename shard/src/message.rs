@@ -1,6 +1,7 @@
 //! The messages a shard applies, and its answers.
 
 use crate::completion::Responder;
+use crate::tag::Tag;
 
 /// An update function: runs inside the owning shard on the current value and
 /// returns the new one (`None` removes the key).
@@ -15,6 +16,15 @@ pub enum Op<K, V> {
         key: K,
         /// The new value.
         value: V,
+    },
+    /// Set `key` to `value`, carrying `tags` (replacing the tags it had).
+    InsertTagged {
+        /// The key.
+        key: K,
+        /// The new value.
+        value: V,
+        /// Its tags.
+        tags: Vec<Tag>,
     },
     /// Remove `key`.
     Invalidate {
@@ -34,6 +44,9 @@ pub enum Op<K, V> {
     LoadBegin {
         /// The key.
         key: K,
+        /// The tags the loaded value will carry: invalidating one of them
+        /// while the load runs dooms it, like a write to `key` does.
+        tags: Vec<Tag>,
         /// Where the answer goes.
         waiter: Responder<Reply<V>>,
     },
@@ -55,17 +68,82 @@ pub enum Op<K, V> {
         /// The lease the leader was given.
         token: u64,
     },
+    /// This shard's part of transaction `stamp`: stage `ops` (in order) as
+    /// intents that readers see only once the cache's visibility watermark
+    /// reaches `stamp`. Answered with [`Reply::Prepared`]. The hash of the
+    /// envelope is unused; each op carries its own.
+    Prepare {
+        /// The transaction's stamp: the watermark value that makes it
+        /// visible.
+        stamp: u64,
+        /// This shard's operations, in the transaction's order.
+        ops: Vec<TxnOp<K, V>>,
+    },
+    /// The watermark reached `stamp`: replace its intents by plain entries.
+    Finalize {
+        /// The transaction.
+        stamp: u64,
+    },
+    /// Transaction `stamp` will not commit: undo its intents (writes folded
+    /// into them by later plain operations are kept and become visible
+    /// when the watermark reaches `stamp`, which the committer still does).
+    Rollback {
+        /// The transaction.
+        stamp: u64,
+    },
+}
+
+/// One operation of a transaction, as the shard that applies it sees it.
+pub enum TxnOp<K, V> {
+    /// Set `key` to `value` with `tags` (empty: no tags).
+    Insert {
+        /// The key's hash.
+        hash: u64,
+        /// The key.
+        key: K,
+        /// The new value.
+        value: V,
+        /// Its tags.
+        tags: Vec<Tag>,
+    },
+    /// Remove `key`.
+    Invalidate {
+        /// The key's hash.
+        hash: u64,
+        /// The key.
+        key: K,
+    },
+    /// Remove every entry of this shard carrying the tag (as of this point
+    /// in the transaction).
+    InvalidateTag(Tag),
+}
+
+impl<K, V> std::fmt::Debug for TxnOp<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxnOp::Insert { tags, .. } => f
+                .debug_struct("Insert")
+                .field("tags", tags)
+                .finish_non_exhaustive(),
+            TxnOp::Invalidate { .. } => f.write_str("Invalidate"),
+            TxnOp::InvalidateTag(t) => f.debug_tuple("InvalidateTag").field(t).finish(),
+        }
+    }
 }
 
 impl<K, V> std::fmt::Debug for Op<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Op::Insert { .. } => "Insert",
+            Op::InsertTagged { .. } => "InsertTagged",
             Op::Invalidate { .. } => "Invalidate",
             Op::Update { .. } => "Update",
             Op::LoadBegin { .. } => "LoadBegin",
             Op::Install { .. } => "Install",
             Op::Abandon { .. } => "Abandon",
+            Op::Prepare { .. } => "Prepare",
+            Op::Finalize { .. } => "Finalize",
+            Op::Rollback { .. } => "Rollback",
         })
     }
 }
@@ -88,4 +166,13 @@ pub enum Reply<V> {
     /// A write to the key committed while the load ran: the value was not
     /// cached.
     Discarded,
+    /// The change is applied but joins a transaction in flight on this
+    /// key (or tag): it becomes visible, with that transaction, once the
+    /// cache's visibility watermark reaches this stamp. The caller waits for
+    /// that before returning.
+    DoneAt(u64),
+    /// [`Reply::Updated`], visible once the watermark reaches the stamp.
+    UpdatedAt(Option<V>, u64),
+    /// This shard's part of the transaction is staged.
+    Prepared,
 }

@@ -6,12 +6,13 @@
 //! before the message is answered (G1).
 
 use crate::completion::Responder;
-use crate::message::{Op, Reply};
+use crate::message::{Op, Reply, TxnOp};
 use crate::reclaim::Garbage;
 use crate::sync::{AtomicPtr, Ordering};
-use crate::table::{EntryAlloc, OwnedEntry, OwnedSlots, Probe, Retired, Slots, Was};
+use crate::table::{EntryAlloc, OwnedEntry, OwnedSlots, Probe, Put, Retired, Slots, View, Was};
+use crate::tag::Tag;
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -35,6 +36,12 @@ thread_local! {
 #[cfg(coherent_loom)]
 loom::thread_local! {
     static IN_CLOSURE: Cell<bool> = Cell::new(false);
+}
+
+/// What a write's answer is: done now, or done once the watermark reaches
+/// the stamp of the transaction it was folded into.
+fn done<V>(stamp: Option<u64>) -> Reply<V> {
+    stamp.map_or(Reply::Done, Reply::DoneAt)
 }
 
 /// Whether the current thread is inside an update closure.
@@ -69,11 +76,38 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 struct Lease<V> {
     /// Identifies this lease; an `Install` must bring the same token.
     token: u64,
+    /// The tags the loaded value will carry; invalidating one dooms it.
+    tags: Vec<Tag>,
     /// A write to the key committed since the load began: the leader's value
     /// will be discarded, and the waiters will be served by a fresh load.
     doomed: bool,
     /// Callers that asked for the key while the load ran.
     waiters: Vec<Responder<Reply<V>>>,
+}
+
+/// A transaction's part in this shard, between `Prepare` and `Finalize`.
+///
+/// Every key here has an intent in the table. Any later change to such a
+/// key, or a write carrying one of `tags`, is folded into an intent with
+/// the same stamp (it is ordered after the transaction and becomes visible
+/// with it), and its caller waits for the watermark.
+struct Pending<K> {
+    stamp: u64,
+    /// Keys with an intent of this stamp, with their hashes.
+    keys: HashMap<K, u64>,
+    /// Keys whose intent holds a later plain write: a rollback keeps them.
+    folded: HashSet<K>,
+    /// Tags the transaction invalidates here.
+    tags: HashSet<Tag>,
+    /// Tags each key takes when its intent resolves with a value (a key
+    /// not listed keeps the tags it had).
+    new_tags: HashMap<K, Vec<Tag>>,
+}
+
+impl<K: Hash + Eq> Pending<K> {
+    fn covers(&self, key: &K, tags: &[Tag]) -> bool {
+        self.keys.contains_key(key) || tags.iter().any(|t| self.tags.contains(t))
+    }
 }
 
 pub(crate) struct Owner<K, V> {
@@ -90,6 +124,12 @@ pub(crate) struct Owner<K, V> {
     pool: Vec<EntryAlloc<K, V>>,
     /// Loads in flight, by key. Touched on the load path only.
     leases: HashMap<K, Lease<V>>,
+    /// The tags of each tagged key (owner side only: readers never see
+    /// tags), and the keys (with their hashes) carrying each tag.
+    tags_of: HashMap<K, Box<[Tag]>>,
+    keys_of: HashMap<Tag, HashMap<K, u64>>,
+    /// The transaction staged in this shard and not yet finalized.
+    pending: Option<Pending<K>>,
     /// Source of lease tokens; never reused within a shard.
     next_token: u64,
 }
@@ -118,6 +158,9 @@ where
             garbage: Garbage::new(),
             pool: Vec::new(),
             leases: HashMap::new(),
+            tags_of: HashMap::new(),
+            keys_of: HashMap::new(),
+            pending: None,
             next_token: 0,
         }
     }
@@ -135,16 +178,21 @@ where
         published: &Published<K, V>,
     ) -> Option<Reply<V>> {
         match op {
-            Op::Insert { key, value } => {
-                self.cancel_lease(&key, Some(&value));
-                self.put(hash, key, value, published);
-                Some(Reply::Done)
-            }
-            Op::Invalidate { key } => {
-                self.cancel_lease(&key, None);
-                self.remove(hash, &key);
-                Some(Reply::Done)
-            }
+            Op::Insert { key, value } => Some(done(self.write(
+                hash,
+                key,
+                Some(value),
+                Some(Vec::new()),
+                published,
+            ))),
+            Op::InsertTagged { key, value, tags } => Some(done(self.write(
+                hash,
+                key,
+                Some(value),
+                Some(tags),
+                published,
+            ))),
+            Op::Invalidate { key } => Some(done(self.write(hash, key, None, None, published))),
             Op::Update { key, f } => {
                 let result = {
                     let current = match self.slots().probe(hash, &key) {
@@ -159,18 +207,14 @@ where
                         tracing::warn!(%message, "update closure panicked; nothing changed");
                         Some(Reply::UpdatePanicked(message))
                     }
-                    Ok(new) => {
-                        self.cancel_lease(&key, new.as_ref());
-                        match &new {
-                            Some(v) => self.put(hash, key, v.clone(), published),
-                            None => self.remove(hash, &key),
-                        }
-                        Some(Reply::Updated(new))
-                    }
+                    Ok(new) => Some(match self.write(hash, key, new.clone(), None, published) {
+                        None => Reply::Updated(new),
+                        Some(stamp) => Reply::UpdatedAt(new, stamp),
+                    }),
                 }
             }
-            Op::LoadBegin { key, waiter } => {
-                self.load_begin(hash, key, waiter);
+            Op::LoadBegin { key, tags, waiter } => {
+                self.load_begin(hash, key, tags, waiter);
                 None
             }
             Op::Install { key, value, token } => {
@@ -183,14 +227,328 @@ where
                 }
                 Some(Reply::Done)
             }
+            Op::Prepare { stamp, ops } => {
+                self.prepare(stamp, ops, published);
+                Some(Reply::Prepared)
+            }
+            Op::Finalize { stamp } => {
+                self.resolve_pending(stamp, true);
+                Some(Reply::Done)
+            }
+            Op::Rollback { stamp } => {
+                self.resolve_pending(stamp, false);
+                Some(Reply::Done)
+            }
         }
     }
 
-    fn load_begin(&mut self, hash: u64, key: K, waiter: Responder<Reply<V>>) {
-        if let Probe::Found(i) = self.slots().probe(hash, &key) {
-            if let Some(v) = self.slots().value_at(i) {
-                let _ = waiter.send(Reply::Hit(v.clone()));
-                return;
+    /// Sets (`Some`) or removes (`None`) `key`. `tags`: the tags the value
+    /// carries from now on (`None`: keep the current ones). Applied and
+    /// visible at once, unless the key or one of the tags is part of the
+    /// transaction pending here: then it is folded into that transaction
+    /// and its stamp returned (visible when the watermark reaches it).
+    fn write(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+        tags: Option<Vec<Tag>>,
+        published: &Published<K, V>,
+    ) -> Option<u64> {
+        let fold = self
+            .pending
+            .as_ref()
+            .filter(|p| p.covers(&key, tags.as_deref().unwrap_or(&[])))
+            .map(|p| p.stamp);
+        if let Some(stamp) = fold {
+            // The waiters must not get a value before it is visible: the
+            // load is doomed and they load afresh.
+            self.doom_lease(&key);
+            self.fold(hash, key, value, tags, stamp, published);
+            return Some(stamp);
+        }
+        self.cancel_lease(&key, value.as_ref());
+        let present = value.is_some();
+        match value {
+            Some(v) => self.put(hash, key.clone(), v, published),
+            None => self.remove(hash, &key),
+        }
+        match (present, tags) {
+            (false, _) => self.clear_tags(&key),
+            (true, Some(tags)) => self.set_tags(hash, &key, tags),
+            (true, None) => {}
+        }
+        None
+    }
+
+    /// Folds a write into the pending transaction (see `write`).
+    fn fold(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+        tags: Option<Vec<Tag>>,
+        stamp: u64,
+        published: &Published<K, V>,
+    ) {
+        self.reserve(published);
+        let entry = value.map(|v| self.new_entry(hash, key.clone(), v));
+        let present = entry.is_some();
+        match self.slots().probe(hash, &key) {
+            Probe::Found(i) if matches!(self.slots().view(i), View::Intent(_)) => {
+                let vacancy = self.vacancy(i);
+                let tomb = matches!(vacancy, Put::Tomb);
+                let (superseded, shell) = self.slots().restage(i, entry, vacancy);
+                if let Some(e) = superseded {
+                    self.retire(Retired::Entry(e));
+                }
+                // Absent before the transaction and absent after this
+                // write: the slot was emptied rather than restaged.
+                if !present && !matches!(self.slots().view(i), View::Intent(_)) {
+                    self.live -= 1;
+                    self.tombs += usize::from(tomb);
+                    if let Some(p) = self.pending.as_mut() {
+                        p.keys.remove(&key);
+                    }
+                }
+                self.retire(Retired::Intent(shell));
+            }
+            Probe::Found(i) => {
+                self.slots().stage(i, hash, stamp, entry);
+            }
+            Probe::Vacant(i) => {
+                let was_tomb = matches!(self.slots().view(i), View::Tomb);
+                if self.slots().stage(i, hash, stamp, entry) {
+                    self.live += 1;
+                    self.tombs -= usize::from(was_tomb);
+                }
+            }
+        }
+        let in_table = matches!(
+            self.slots().probe(hash, &key),
+            Probe::Found(i) if matches!(self.slots().view(i), View::Intent(_))
+        );
+        if let Some(p) = self.pending.as_mut() {
+            if in_table {
+                p.keys.insert(key.clone(), hash);
+                p.folded.insert(key.clone());
+            }
+            match (present, tags) {
+                (true, Some(tags)) => {
+                    p.new_tags.insert(key, tags);
+                }
+                (false, _) => {
+                    p.new_tags.remove(&key);
+                }
+                (true, None) => {}
+            }
+        }
+    }
+
+    /// Stages this shard's part of transaction `stamp` (see `Op::Prepare`).
+    fn prepare(&mut self, stamp: u64, ops: Vec<TxnOp<K, V>>, published: &Published<K, V>) {
+        if let Some(stale) = self.pending.as_ref().map(|p| p.stamp) {
+            // The committer finalizes (or rolls back) before it lets the
+            // next transaction prepare, so this is not reached; if it were,
+            // the earlier stamp is already visible.
+            self.resolve_pending(stale, true);
+        }
+        // The transaction's net effect per key, in order of first touch.
+        let mut order: Vec<K> = Vec::new();
+        let mut staged: HashMap<K, (u64, Option<V>, Vec<Tag>)> = HashMap::new();
+        let mut invalidated: HashSet<Tag> = HashSet::new();
+        for op in ops {
+            match op {
+                TxnOp::Insert {
+                    hash,
+                    key,
+                    value,
+                    tags,
+                } => {
+                    if !staged.contains_key(&key) {
+                        order.push(key.clone());
+                    }
+                    staged.insert(key, (hash, Some(value), tags));
+                }
+                TxnOp::Invalidate { hash, key } => {
+                    if !staged.contains_key(&key) {
+                        order.push(key.clone());
+                    }
+                    staged.insert(key, (hash, None, Vec::new()));
+                }
+                TxnOp::InvalidateTag(tag) => {
+                    for (key, &hash) in self.keys_of.get(&tag).into_iter().flatten() {
+                        if !staged.contains_key(key) {
+                            order.push(key.clone());
+                            staged.insert(key.clone(), (hash, None, Vec::new()));
+                        }
+                    }
+                    for (_, value, tags) in staged.values_mut() {
+                        if tags.contains(&tag) {
+                            *value = None;
+                            tags.clear();
+                        }
+                    }
+                    invalidated.insert(tag);
+                }
+            }
+        }
+        for lease in self.leases.values_mut() {
+            if lease.tags.iter().any(|t| invalidated.contains(t)) {
+                lease.doomed = true;
+            }
+        }
+        self.pending = Some(Pending {
+            stamp,
+            keys: HashMap::new(),
+            folded: HashSet::new(),
+            tags: invalidated,
+            new_tags: HashMap::new(),
+        });
+        for key in order {
+            let Some((hash, value, tags)) = staged.remove(&key) else {
+                continue;
+            };
+            self.doom_lease(&key);
+            self.reserve(published);
+            let present = value.is_some();
+            let entry = value.map(|v| self.new_entry(hash, key.clone(), v));
+            let staged_here = match self.slots().probe(hash, &key) {
+                Probe::Found(i) => self.slots().stage(i, hash, stamp, entry),
+                Probe::Vacant(i) => {
+                    let was_tomb = matches!(self.slots().view(i), View::Tomb);
+                    let staged_here = self.slots().stage(i, hash, stamp, entry);
+                    if staged_here {
+                        self.live += 1;
+                        self.tombs -= usize::from(was_tomb);
+                    }
+                    staged_here
+                }
+            };
+            if let (true, Some(p)) = (staged_here, self.pending.as_mut()) {
+                p.keys.insert(key.clone(), hash);
+                if present {
+                    p.new_tags.insert(key, tags);
+                }
+            }
+        }
+    }
+
+    /// Ends the pending transaction `stamp`: each intent resolves to its
+    /// new value (`commit`), or back to its old one (a rollback; keys with
+    /// folded later writes keep those).
+    fn resolve_pending(&mut self, stamp: u64, commit: bool) {
+        if self.pending.as_ref().is_none_or(|p| p.stamp != stamp) {
+            return;
+        }
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        for (key, hash) in std::mem::take(&mut p.keys) {
+            let Probe::Found(i) = self.slots().probe(hash, &key) else {
+                continue;
+            };
+            if !matches!(self.slots().view(i), View::Intent(_)) {
+                continue;
+            }
+            let keep_new = commit || p.folded.contains(&key);
+            let vacancy = self.vacancy(i);
+            let tomb = matches!(vacancy, Put::Tomb);
+            let (other, shell, vacant) = self.slots().resolve(i, keep_new, vacancy);
+            if let Some(e) = other {
+                self.retire(Retired::Entry(e));
+            }
+            self.retire(Retired::Intent(shell));
+            if vacant {
+                self.live -= 1;
+                self.tombs += usize::from(tomb);
+                self.clear_tags(&key);
+            } else if keep_new {
+                if let Some(tags) = p.new_tags.remove(&key) {
+                    self.set_tags(hash, &key, tags);
+                }
+            }
+        }
+    }
+
+    /// What a slot becomes when its key goes: empty if that cannot break a
+    /// probe chain (the next slot is empty), else a tombstone.
+    fn vacancy(&self, i: usize) -> Put<K, V> {
+        if self.slots().is_empty_at(self.slots().next(i)) {
+            Put::Empty
+        } else {
+            Put::Tomb
+        }
+    }
+
+    /// Gives `key` these tags (replacing any it had).
+    fn set_tags(&mut self, hash: u64, key: &K, tags: Vec<Tag>) {
+        self.clear_tags(key);
+        if tags.is_empty() {
+            return;
+        }
+        for t in &tags {
+            self.keys_of
+                .entry(t.clone())
+                .or_default()
+                .insert(key.clone(), hash);
+        }
+        self.tags_of.insert(key.clone(), tags.into_boxed_slice());
+    }
+
+    /// Removes `key` from the tag index.
+    fn clear_tags(&mut self, key: &K) {
+        if self.tags_of.is_empty() {
+            return; // the common case: nothing here is tagged
+        }
+        if let Some(tags) = self.tags_of.remove(key) {
+            for t in tags.iter() {
+                if let Some(keys) = self.keys_of.get_mut(t) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.keys_of.remove(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `key`, or a value carrying `tags`, would join the pending
+    /// transaction.
+    fn pending_covers(&self, key: &K, tags: &[Tag]) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.covers(key, tags))
+    }
+
+    /// Dooms the load of `key` in flight, if any, without answering its
+    /// waiters (they load afresh).
+    fn doom_lease(&mut self, key: &K) {
+        if self.leases.is_empty() {
+            return;
+        }
+        if let Some(lease) = self.leases.get_mut(key) {
+            lease.doomed = true;
+        }
+    }
+
+    /// A new entry, in pooled memory when there is some.
+    fn new_entry(&mut self, hash: u64, key: K, value: V) -> OwnedEntry<K, V> {
+        match self.pool.pop() {
+            Some(alloc) => OwnedEntry::new_in(alloc, hash, key, value),
+            None => OwnedEntry::new(hash, key, value),
+        }
+    }
+
+    fn load_begin(&mut self, hash: u64, key: K, tags: Vec<Tag>, waiter: Responder<Reply<V>>) {
+        // A key in the pending transaction has no value a caller may be
+        // given yet (its new value is not visible, its old one is about to
+        // be replaced): the caller loads, and its value will be discarded.
+        let pending = self.pending_covers(&key, &tags);
+        if !pending {
+            if let Probe::Found(i) = self.slots().probe(hash, &key) {
+                if let Some(v) = self.slots().value_at(i) {
+                    let _ = waiter.send(Reply::Hit(v.clone()));
+                    return;
+                }
             }
         }
         if let Some(lease) = self.leases.get_mut(&key) {
@@ -203,7 +561,8 @@ where
                 key,
                 Lease {
                     token,
-                    doomed: false,
+                    tags,
+                    doomed: pending,
                     waiters: Vec::new(),
                 },
             );
@@ -221,7 +580,10 @@ where
         match self.leases.get(&key) {
             Some(lease) if lease.token == token && !lease.doomed => {
                 let lease = self.leases.remove(&key).expect("lease was just found");
-                self.put(hash, key, value.clone(), published);
+                // Not doomed, so neither the key nor its tags are pending:
+                // this applies now (`write` would not fold it).
+                self.put(hash, key.clone(), value.clone(), published);
+                self.set_tags(hash, &key, lease.tags);
                 for w in lease.waiters {
                     let _ = w.send(Reply::Hit(value.clone()));
                 }
@@ -242,6 +604,7 @@ where
         let Some(lease) = self.leases.remove(&key) else {
             return;
         };
+        let doomed = self.pending_covers(&key, &lease.tags);
         let mut waiters = lease.waiters.into_iter();
         while let Some(w) = waiters.next() {
             let token = self.token();
@@ -250,7 +613,8 @@ where
                     key,
                     Lease {
                         token,
-                        doomed: false,
+                        tags: lease.tags,
+                        doomed,
                         waiters: waiters.collect(),
                     },
                 );
@@ -283,18 +647,14 @@ where
     fn put(&mut self, hash: u64, key: K, value: V, published: &Published<K, V>) {
         self.reserve(published);
         let probe = self.slots().probe(hash, &key);
-        let entry = Some(match self.pool.pop() {
-            Some(alloc) => OwnedEntry::new_in(alloc, hash, key, value),
-            None => OwnedEntry::new(hash, key, value),
-        });
+        let entry = self.new_entry(hash, key, value);
         match probe {
             Probe::Found(i) => {
-                if let Was::Live(old) = self.slots().publish(i, entry, false) {
-                    self.retire(Retired::Entry(old));
-                }
+                let was = self.slots().publish(i, Put::Entry(entry));
+                self.retire_was(was);
             }
             Probe::Vacant(i) => {
-                if let Was::Tomb = self.slots().publish(i, entry, false) {
+                if let Was::Tomb = self.slots().publish(i, Put::Entry(entry)) {
                     self.tombs -= 1;
                 }
                 self.live += 1;
@@ -308,13 +668,12 @@ where
             // Nothing was ever placed past an empty slot on this chain since
             // the last rebuild, so if the next slot is empty the chain may
             // end here; otherwise leave a tombstone for readers to probe past.
-            let tomb = !self.slots().is_empty_at(self.slots().next(i));
-            if tomb {
+            let vacancy = self.vacancy(i);
+            if matches!(vacancy, Put::Tomb) {
                 self.tombs += 1;
             }
-            if let Was::Live(old) = self.slots().publish(i, None, tomb) {
-                self.retire(Retired::Entry(old));
-            }
+            let was = self.slots().publish(i, vacancy);
+            self.retire_was(was);
         }
     }
 
@@ -361,6 +720,21 @@ where
                 other => drop(other),
             })
         });
+    }
+
+    /// Retires what a slot held (entries and intents readers may hold).
+    fn retire_was(&mut self, was: Was<K, V>) {
+        match was {
+            Was::Live(e) => self.retire(Retired::Entry(e)),
+            Was::Intent(it) => {
+                let (new, old, shell) = it.split();
+                for e in [new, old].into_iter().flatten() {
+                    self.retire(Retired::Entry(e));
+                }
+                self.retire(Retired::Intent(shell));
+            }
+            Was::Empty | Was::Tomb => {}
+        }
     }
 
     /// The current slot array.

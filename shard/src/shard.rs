@@ -30,7 +30,8 @@ use crate::reclaim;
 use crate::sync::{
     fence, thread, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError,
 };
-use crate::table::{OwnedSlots, Slots};
+use crate::table::{OwnedSlots, Slots, Visible};
+use crate::tag::Tag;
 use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -49,6 +50,13 @@ pub enum SubmitError<T> {
 /// Returns `Pending` once (waking itself at once), so that a task waiting
 /// for mailbox room lets the executor run others.
 struct YieldNow(bool);
+
+/// Lets the executor run other tasks once: a future that is pending on its
+/// first poll (waking itself at once) and ready on the next. For async code
+/// waiting on a condition it polls, without depending on a runtime.
+pub async fn yield_now() {
+    YieldNow(false).await;
+}
 
 impl std::future::Future for YieldNow {
     type Output = ();
@@ -174,8 +182,10 @@ where
 
     /// Reads `key`: a pin, one pointer load, a probe, a clone. Never
     /// waits, and writes nothing any other thread reads on its own path.
+    /// `visible` says which transactions it sees (the cache's watermark,
+    /// loaded only if the key has a transaction's intent).
     #[inline]
-    pub fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    pub fn get<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -189,7 +199,7 @@ where
         // freed only after every reader pinned before its replacement has
         // unpinned (reclaim.rs); we are pinned. The owner frees the current
         // one only when the shard drops, and `&self` borrows the shard.
-        unsafe { &*slots }.get(hash, key)
+        unsafe { &*slots }.get(hash, key, visible)
     }
 
     /// Applies `op` and returns once its effect is visible to every `get`
@@ -260,13 +270,26 @@ where
 
     /// Starts a load of `key`: the returned completion answers `Hit` (the
     /// value is there, or another caller's load brought it) or `Lead` (run
-    /// the loader and `Install` with the token).
-    pub fn load_begin(&self, hash: u64, key: K) -> Result<Completion<Reply<V>>, SubmitError<K>> {
+    /// the loader and `Install` with the token). `tags` are the tags the
+    /// loaded value will carry (invalidating one dooms the load).
+    pub fn load_begin(
+        &self,
+        hash: u64,
+        key: K,
+        tags: Vec<Tag>,
+    ) -> Result<Completion<Reply<V>>, SubmitError<K>> {
         if in_closure() {
             return Err(SubmitError::Reentrant(key));
         }
         let (tx, rx) = completion();
-        self.send_oneway(hash, Op::LoadBegin { key, waiter: tx });
+        self.send_oneway(
+            hash,
+            Op::LoadBegin {
+                key,
+                tags,
+                waiter: tx,
+            },
+        );
         Ok(rx)
     }
 
@@ -410,15 +433,15 @@ mod tests {
     #[test]
     fn insert_get_invalidate_round_trip() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
-        assert_eq!(s.get(h(1), &1), None);
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), None);
         assert_eq!(
             s.submit(h(1), Op::Insert { key: 1, value: 10 }).unwrap(),
             Reply::Done
         );
-        assert_eq!(s.get(h(1), &1), Some(10));
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(10));
         assert_eq!(s.len(), 1);
         s.submit(h(1), Op::Invalidate { key: 1 }).unwrap();
-        assert_eq!(s.get(h(1), &1), None);
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), None);
         assert!(s.is_empty());
     }
 
@@ -441,7 +464,7 @@ mod tests {
         }
         for k in 0..200 {
             let want = (k % 2 == 1).then_some(k * 2);
-            assert_eq!(s.get(7, &k), want, "key {k}");
+            assert_eq!(s.get(7, &k, Visible::At(0)), want, "key {k}");
         }
         // Reinsert over tombstones, then grow well past the first table.
         for k in 0..2000 {
@@ -455,7 +478,7 @@ mod tests {
             .unwrap();
         }
         for k in 0..2000 {
-            assert_eq!(s.get(h(k), &(k + 1000)), Some(k));
+            assert_eq!(s.get(h(k), &(k + 1000), Visible::At(0)), Some(k));
         }
         assert_eq!(s.len(), 100 + 2000);
     }
@@ -497,9 +520,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, Reply::UpdatePanicked("boom".into()));
-        assert_eq!(s.get(h(1), &1), Some(1));
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(1));
         s.submit(h(1), Op::Insert { key: 1, value: 2 }).unwrap();
-        assert_eq!(s.get(h(1), &1), Some(2));
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(2));
     }
 
     #[test]
@@ -520,7 +543,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, Reply::Updated(Some(1)));
-        assert_eq!(s.get(h(2), &2), None);
+        assert_eq!(s.get(h(2), &2, Visible::At(0)), None);
     }
 
     #[test]
@@ -539,7 +562,7 @@ mod tests {
                         let k = t * per + i;
                         s.submit(h(k), Op::Insert { key: k, value: k }).unwrap();
                         // Visible when acknowledged (G1), even on the slow path.
-                        assert_eq!(s.get(h(k), &k), Some(k));
+                        assert_eq!(s.get(h(k), &k, Visible::At(0)), Some(k));
                     }
                 })
             })
@@ -554,11 +577,11 @@ mod tests {
     #[test]
     fn lease_is_doomed_by_a_write_and_the_waiter_leads_next() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
-        let lead = s.load_begin(h(1), 1).unwrap().wait();
+        let lead = s.load_begin(h(1), 1, Vec::new()).unwrap().wait();
         let Some(Reply::Lead(t1)) = lead else {
             panic!("{lead:?}")
         };
-        let waiter = s.load_begin(h(1), 1).unwrap(); // joins the lease
+        let waiter = s.load_begin(h(1), 1, Vec::new()).unwrap(); // joins the lease
         s.submit(h(1), Op::Invalidate { key: 1 }).unwrap(); // dooms it
         let r = s
             .submit(
@@ -571,7 +594,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, Reply::Discarded);
-        assert_eq!(s.get(h(1), &1), None);
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), None);
         let Some(Reply::Lead(t2)) = waiter.wait() else {
             panic!("waiter should lead")
         };
@@ -587,16 +610,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, Reply::Installed);
-        assert_eq!(s.get(h(1), &1), Some(6));
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(6));
     }
 
     #[test]
     fn insert_during_a_load_answers_its_waiters_with_the_new_value() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
-        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1).unwrap().wait() else {
+        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1, Vec::new()).unwrap().wait() else {
             panic!()
         };
-        let waiter = s.load_begin(h(1), 1).unwrap();
+        let waiter = s.load_begin(h(1), 1, Vec::new()).unwrap();
         s.submit(h(1), Op::Insert { key: 1, value: 9 }).unwrap();
         assert_eq!(waiter.wait(), Some(Reply::Hit(9)));
         let r = s
@@ -610,17 +633,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, Reply::Discarded);
-        assert_eq!(s.get(h(1), &1), Some(9));
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(9));
     }
 
     #[test]
     fn abandoned_lease_passes_to_a_waiter_and_skips_departed_ones() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
-        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1).unwrap().wait() else {
+        let Some(Reply::Lead(t)) = s.load_begin(h(1), 1, Vec::new()).unwrap().wait() else {
             panic!()
         };
-        let mut gone = s.load_begin(h(1), 1).unwrap();
-        let stays = s.load_begin(h(1), 1).unwrap();
+        let mut gone = s.load_begin(h(1), 1, Vec::new()).unwrap();
+        let stays = s.load_begin(h(1), 1, Vec::new()).unwrap();
         assert_eq!(gone.close(), None);
         s.submit(h(1), Op::Abandon { key: 1, token: t }).unwrap();
         assert!(matches!(stays.wait(), Some(Reply::Lead(_))));

@@ -23,7 +23,7 @@
 //! `reclaim.rs` and docs/design.md). Why not an `ArcSwapOption` per slot
 //! (before that): two arc-swap loads per `get`.
 
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -45,10 +45,16 @@ fn tomb<K, V>() -> *mut Entry<K, V> {
     std::ptr::without_provenance_mut(1)
 }
 
-/// Entry pointers carry 3 bits of their key's hash in their low bits, which
+/// Slot pointers carry 2 bits of their key's hash in their low bits, which
 /// alignment leaves free, so that a probe skips most other keys' entries
 /// without touching them (one cache miss saved per skipped entry).
-const TAG_MASK: usize = 0b111;
+const TAG_MASK: usize = 0b011;
+
+/// The third low bit marks a pointer to an [`Intent`] rather than an entry.
+const INTENT: usize = 0b100;
+
+/// All the low bits a slot pointer uses.
+const LOW_BITS: usize = TAG_MASK | INTENT;
 
 /// The tag of `hash`: bits the shard choice and the probe start do not use.
 #[inline]
@@ -61,13 +67,159 @@ fn tagged<K, V>(entry: OwnedEntry<K, V>) -> *mut Entry<K, V> {
     entry.into_raw().map_addr(|a| a | t)
 }
 
+fn tagged_intent<K, V>(intent: OwnedIntent<K, V>) -> *mut Entry<K, V> {
+    let t = tag(intent.get().hash);
+    intent
+        .into_raw()
+        .cast::<Entry<K, V>>()
+        .map_addr(|a| a | t | INTENT)
+}
+
 fn untagged<K, V>(p: *mut Entry<K, V>) -> *mut Entry<K, V> {
-    p.map_addr(|a| a & !TAG_MASK)
+    p.map_addr(|a| a & !LOW_BITS)
+}
+
+fn is_intent<K, V>(p: *mut Entry<K, V>) -> bool {
+    p.addr() & INTENT != 0
+}
+
+/// Which transactions a reader sees: those whose stamp is at most the
+/// watermark, read now (`Live`, for a `get`) or fixed when a multi-key read
+/// began (`At`, for a consistent `get_many`).
+#[derive(Debug, Clone, Copy)]
+pub enum Visible<'a> {
+    /// Load the watermark when an intent is met.
+    Live(&'a AtomicU64),
+    /// A watermark read earlier.
+    At(u64),
+}
+
+impl Visible<'_> {
+    #[inline]
+    fn watermark(self) -> u64 {
+        match self {
+            // Acquire: pairs with the committer's Release store, after
+            // which every intent of the transaction is in place.
+            Visible::Live(w) => w.load(Ordering::Acquire),
+            Visible::At(w) => w,
+        }
+    }
+}
+
+/// A transaction's pending change to one key: readers see `new` once the
+/// watermark reaches `stamp`, `old` before. Immutable once published, like
+/// an entry. It holds `new` and `old` (taken by [`OwnedIntent::new`]) until
+/// the owner splits them off ([`OwnedIntent::split`]).
+pub(crate) struct Intent<K, V> {
+    pub(crate) hash: u64,
+    pub(crate) stamp: u64,
+    /// The value from `stamp` on; null: the key is absent.
+    new: *mut Entry<K, V>,
+    /// The value before `stamp`; null: the key is absent.
+    old: *mut Entry<K, V>,
+}
+
+impl<K, V> Intent<K, V> {
+    /// The entry a reader at `watermark` sees (null: none).
+    #[inline]
+    fn seen_at(&self, watermark: u64) -> *mut Entry<K, V> {
+        if self.stamp <= watermark {
+            self.new
+        } else {
+            self.old
+        }
+    }
+
+    /// The key, from whichever entry exists (at least one does).
+    fn key(&self) -> &K {
+        let p = if self.new.is_null() {
+            self.old
+        } else {
+            self.new
+        };
+        // SAFETY: an intent is built with at least one entry (`OwnedIntent::
+        // new`), and its entries stay allocated while the intent is
+        // reachable by the caller (module docs).
+        unsafe { &(*p).key }
+    }
+
+    /// The value from `stamp` on, if any (owner side).
+    pub(crate) fn new_value(&self) -> Option<&V> {
+        // SAFETY: as in `key`.
+        (!self.new.is_null()).then(|| unsafe { &(*self.new).value })
+    }
+}
+
+/// An intent's parts once split: its new entry, its old one, its shell.
+pub(crate) type Split<K, V> = (
+    Option<OwnedEntry<K, V>>,
+    Option<OwnedEntry<K, V>>,
+    OwnedIntent<K, V>,
+);
+
+/// An intent, owned (the shell only: see [`OwnedIntent::split`]).
+pub(crate) struct OwnedIntent<K, V>(NonNull<Intent<K, V>>);
+
+// SAFETY: owns an `Intent` like a `Box` would; the entries it points to are
+// owned by whoever split it, so it is Send/Sync when entries are.
+unsafe impl<K: Send, V: Send> Send for OwnedIntent<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Sync, V: Sync> Sync for OwnedIntent<K, V> {}
+
+impl<K, V> OwnedIntent<K, V> {
+    /// An intent over `new` and `old`, which it takes (give them back with
+    /// [`split`](Self::split)). At least one of them must be `Some`.
+    pub(crate) fn new(
+        hash: u64,
+        stamp: u64,
+        new: Option<OwnedEntry<K, V>>,
+        old: Option<OwnedEntry<K, V>>,
+    ) -> Self {
+        assert!(new.is_some() || old.is_some(), "an intent needs an entry");
+        let intent = Intent {
+            hash,
+            stamp,
+            new: new.map_or(std::ptr::null_mut(), OwnedEntry::into_raw),
+            old: old.map_or(std::ptr::null_mut(), OwnedEntry::into_raw),
+        };
+        Self(NonNull::from(Box::leak(Box::new(intent))))
+    }
+
+    pub(crate) fn get(&self) -> &Intent<K, V> {
+        // SAFETY: we own a live intent.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn into_raw(self) -> *mut Intent<K, V> {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Gives back the entries the intent took, and the shell. Readers that
+    /// found the intent may still read those entries: the caller publishes
+    /// or retires them (never drops them at once), and retires the shell.
+    pub(crate) fn split(self) -> Split<K, V> {
+        let i = self.get();
+        // SAFETY: the intent took these from `OwnedEntry::into_raw` in
+        // `new`, and `split` is the only way back: each is returned once
+        // (the shell's pointers are never used to free).
+        let take = |p: *mut Entry<K, V>| (!p.is_null()).then(|| unsafe { OwnedEntry::from_raw(p) });
+        (take(i.new), take(i.old), self)
+    }
+}
+
+impl<K, V> Drop for OwnedIntent<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: we own the shell, from `Box::leak` in `new`. `Intent` has
+        // no drop glue for its entries: dropping it frees only the shell.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 /// The outcome of an owner-side probe.
 pub(crate) enum Probe {
-    /// The key lives in this slot.
+    /// The key lives in this slot (an entry or an intent).
     Found(usize),
     /// The key is absent; this is where it would go (first tombstone on its
     /// chain, or the empty slot that ends the chain).
@@ -75,10 +227,19 @@ pub(crate) enum Probe {
 }
 
 /// What a slot holds, as one load saw it.
-enum View<'a, K, V> {
+pub(crate) enum View<'a, K, V> {
     Empty,
     Tomb,
     Live(&'a Entry<K, V>),
+    Intent(&'a Intent<K, V>),
+}
+
+/// What the owner puts in a slot.
+pub(crate) enum Put<K, V> {
+    Entry(OwnedEntry<K, V>),
+    Intent(OwnedIntent<K, V>),
+    Tomb,
+    Empty,
 }
 
 /// What a slot held before the owner changed it.
@@ -86,6 +247,7 @@ pub(crate) enum Was<K, V> {
     Empty,
     Tomb,
     Live(OwnedEntry<K, V>),
+    Intent(OwnedIntent<K, V>),
 }
 
 /// One entry, owned: freed when dropped. What a slot owns, as a value the
@@ -192,6 +354,8 @@ pub(crate) enum Retired<K, V> {
     /// A slot array replaced by a bigger one; its entries moved there, so
     /// dropping it frees the array only.
     Slots(OwnedSlots<K, V>),
+    /// An intent's shell (its entries were split off and went elsewhere).
+    Intent(OwnedIntent<K, V>),
 }
 
 /// A slot array, owned (`Box`-like) and shareable with readers as a raw
@@ -226,7 +390,19 @@ impl<K, V> OwnedSlots<K, V> {
         for slot in slots.slots.iter() {
             // Relaxed: no reader is left; the owner wrote every slot.
             let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
-            if !p.is_null() && p != tomb() {
+            if p.is_null() || p == tomb() {
+                continue;
+            }
+            if is_intent(p) {
+                // SAFETY: an intent slot owns its shell (`tagged_intent`);
+                // its entries are owned by the owner's pending transaction,
+                // which is dropped with the owner: split them off and free
+                // them here, once.
+                let intent: OwnedIntent<K, V> =
+                    unsafe { OwnedIntent(NonNull::new_unchecked(untagged(p).cast())) };
+                let (new, old, _shell) = intent.split();
+                drop((new, old));
+            } else {
                 // SAFETY: a live slot owns its entry (`tagged`); we took the
                 // pointer out of the slot, so nobody else frees it.
                 drop(unsafe { OwnedEntry::from_raw(untagged(p)) });
@@ -280,17 +456,22 @@ impl<K, V> Slots<K, V> {
 
     /// What slot `i` holds, for the reader or the owner.
     ///
-    /// A `Live` entry is valid for as long as the caller holds this table
-    /// alive (module docs).
+    /// What it points to stays valid while the caller is pinned, or is the
+    /// owner (module docs).
     #[inline]
-    fn view(&self, i: usize) -> View<'_, K, V> {
-        // Acquire: pairs with the Release swap in `publish` (and the store in
+    pub(crate) fn view(&self, i: usize) -> View<'_, K, V> {
+        // Acquire: pairs with the Release store in `publish` (and in
         // `place`), so the entry's fields are initialised before we read them.
         let p = self.slots[i].load(Ordering::Acquire);
         if p.is_null() {
             View::Empty
         } else if p == tomb() {
             View::Tomb
+        } else if is_intent(p) {
+            // SAFETY: an intent bit is set only by `tagged_intent`, on a
+            // pointer from `OwnedIntent::into_raw`; kept allocated as an
+            // entry is (below).
+            View::Intent(unsafe { &*untagged(p).cast::<Intent<K, V>>() })
         } else {
             let p = untagged(p);
             // SAFETY: `p` came from `OwnedEntry::into_raw` (only `publish`
@@ -310,7 +491,7 @@ impl<K, V> Slots<K, V> {
     /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    pub(crate) fn get<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -329,11 +510,22 @@ impl<K, V> Slots<K, V> {
                 return None;
             }
             if p.addr() & TAG_MASK == want && p != tomb() {
-                // SAFETY: as in `view`: a tagged entry pointer, not freed
-                // while the caller is pinned (or is the owner).
-                let e = unsafe { &*untagged(p) };
-                if e.hash == hash && e.key.borrow() == key {
-                    return Some(e.value.clone());
+                if !is_intent(p) {
+                    // SAFETY: as in `view`: a tagged entry pointer, not freed
+                    // while the caller is pinned (or is the owner).
+                    let e = unsafe { &*untagged(p) };
+                    if e.hash == hash && e.key.borrow() == key {
+                        return Some(e.value.clone());
+                    }
+                } else {
+                    // SAFETY: as in `view`, for an intent.
+                    let intent = unsafe { &*untagged(p).cast::<Intent<K, V>>() };
+                    if intent.hash == hash && intent.key().borrow() == key {
+                        let e = intent.seen_at(visible.watermark());
+                        // SAFETY: an intent's entries live as long as it is
+                        // reachable (module docs); null means absent.
+                        return (!e.is_null()).then(|| unsafe { (*e).value.clone() });
+                    }
                 }
             }
             i += 1;
@@ -360,21 +552,27 @@ impl<K, V> Slots<K, V> {
             if p == tomb() {
                 first_tomb.get_or_insert(i);
             } else if p.addr() & TAG_MASK == want {
-                if let View::Live(e) = self.view(i) {
-                    if e.hash == hash && e.key.borrow() == key {
-                        return Probe::Found(i);
-                    }
+                let found = match self.view(i) {
+                    View::Live(e) => e.hash == hash && e.key.borrow() == key,
+                    View::Intent(it) => it.hash == hash && it.key().borrow() == key,
+                    View::Empty | View::Tomb => false,
+                };
+                if found {
+                    return Probe::Found(i);
                 }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// The value in slot `i`, if live (owner side).
+    /// The value in slot `i` as of now, if live (owner side; for an intent,
+    /// the value it stages: every change the owner makes to a key with a
+    /// pending intent is ordered after that intent).
     pub(crate) fn value_at(&self, i: usize) -> Option<&V> {
         match self.view(i) {
             View::Live(e) => Some(&e.value),
-            _ => None,
+            View::Intent(it) => it.new_value(),
+            View::Empty | View::Tomb => None,
         }
     }
 
@@ -388,64 +586,152 @@ impl<K, V> Slots<K, V> {
         (i + 1) & self.mask
     }
 
-    /// Publishes `entry` (or a tombstone, or emptiness) at slot `i` and
-    /// returns what was there. The swap is the moment readers see the
-    /// change. The caller must keep a returned `Live` entry alive until this
-    /// table is dropped (`retire`), since readers may still hold it.
-    pub(crate) fn publish(
+    /// Publishes `put` at slot `i` and returns what was there. The store is
+    /// the moment readers see the change. The caller must not drop a
+    /// returned entry or intent at once (readers may still hold it): it
+    /// publishes it elsewhere or retires it.
+    pub(crate) fn publish(&self, i: usize, put: Put<K, V>) -> Was<K, V> {
+        // Only the owner (this thread, under the token) writes slots, so
+        // taking the old value over and storing the new one does what a
+        // swap would, without a locked instruction.
+        let was = self.take_at(i);
+        self.store_at(i, put);
+        was
+    }
+
+    /// Takes over what slot `i` holds without changing it. Private: each
+    /// caller below stores a new value into slot `i` before it returns, so
+    /// the slot never keeps a pointer whose ownership left it.
+    fn take_at(&self, i: usize) -> Was<K, V> {
+        // Relaxed: only the owner (the caller) writes slots.
+        let p = self.slots[i].load(Ordering::Relaxed);
+        if p.is_null() {
+            Was::Empty
+        } else if p == tomb() {
+            Was::Tomb
+        } else if is_intent(p) {
+            // SAFETY: an intent slot owns its shell (`tagged_intent`); the
+            // caller overwrites the slot before returning (see above).
+            Was::Intent(OwnedIntent(unsafe {
+                NonNull::new_unchecked(untagged(p).cast())
+            }))
+        } else {
+            // SAFETY: a live slot owns its entry (`tagged`); as above.
+            Was::Live(unsafe { OwnedEntry::from_raw(untagged(p)) })
+        }
+    }
+
+    /// Stores into slot `i` what `take_at` took over (Release: readers see
+    /// the new entry's or intent's fields initialised).
+    fn store_at(&self, i: usize, put: Put<K, V>) {
+        let p = match put {
+            Put::Entry(e) => tagged(e),
+            Put::Intent(it) => tagged_intent(it),
+            Put::Tomb => tomb(),
+            Put::Empty => std::ptr::null_mut(),
+        };
+        self.slots[i].store(p, Ordering::Release);
+    }
+
+    /// Stages transaction `stamp`'s `new` value (None: removal) for the key
+    /// whose plain entry (or vacancy) is at slot `i`: readers see an intent
+    /// that shows the current entry until the watermark reaches `stamp`.
+    /// Returns false, changing nothing, when there is nothing to stage (a
+    /// removal of an absent key). Panics if slot `i` already holds an
+    /// intent: the owner restages those instead.
+    pub(crate) fn stage(
         &self,
         i: usize,
-        entry: Option<OwnedEntry<K, V>>,
-        tomb_if_none: bool,
-    ) -> Was<K, V> {
-        let new = match entry {
-            Some(e) => tagged(e),
-            None if tomb_if_none => tomb(),
-            None => std::ptr::null_mut(),
-        };
-        // Only the owner (this thread, under the token) writes slots, so a
-        // load and a store do what a swap would, without a locked
-        // instruction. Relaxed load: we wrote it ourselves. Release store:
-        // publishes the new entry's fields to readers' Acquire loads.
-        let old = self.slots[i].load(Ordering::Relaxed);
-        self.slots[i].store(new, Ordering::Release);
-        if old.is_null() {
-            Was::Empty
-        } else if old == tomb() {
-            Was::Tomb
-        } else {
-            // SAFETY: a non-null, non-tomb slot pointer came from
-            // `into_raw` (tagged; `untagged` restores it) and owned its
-            // entry; the slot no longer holds it, so we take it over.
-            Was::Live(unsafe { OwnedEntry::from_raw(untagged(old)) })
-        }
-    }
-
-    /// Moves every live entry of `self` into `fresh` (owner side,
-    /// rebuilding). `self` keeps its pointers for the readers still on it,
-    /// but no longer owns them: from here it may only be read, then dropped
-    /// as a shell (`Retired::Slots`).
-    pub(crate) fn move_into(&self, fresh: &Slots<K, V>) {
-        for slot in self.slots.iter() {
-            let p = slot.load(Ordering::Acquire);
-            if p.is_null() || p == tomb() {
-                continue;
+        hash: u64,
+        stamp: u64,
+        new: Option<OwnedEntry<K, V>>,
+    ) -> bool {
+        let (old, vacancy) = match self.take_at(i) {
+            Was::Live(e) => (Some(e), None),
+            Was::Empty => (None, Some(Put::Empty)),
+            Was::Tomb => (None, Some(Put::Tomb)),
+            Was::Intent(it) => {
+                self.store_at(i, Put::Intent(it));
+                panic!("stage over a pending intent");
             }
-            // SAFETY: a live slot owns its entry; ownership passes to
-            // `fresh` here and `self` is never used to free it (its drop
-            // frees the array only).
-            fresh.place(unsafe { OwnedEntry::from_raw(untagged(p)) });
+        };
+        if new.is_none() && old.is_none() {
+            self.store_at(i, vacancy.unwrap_or(Put::Empty));
+            return false;
+        }
+        self.store_at(i, Put::Intent(OwnedIntent::new(hash, stamp, new, old)));
+        true
+    }
+
+    /// Replaces the intent at slot `i` by one with the same stamp and old
+    /// value and a `new` value of a later write (None: removal). Returns the
+    /// superseded new value and the old intent's shell, to retire. If both
+    /// values are absent the slot becomes `vacancy` instead.
+    pub(crate) fn restage(
+        &self,
+        i: usize,
+        new: Option<OwnedEntry<K, V>>,
+        vacancy: Put<K, V>,
+    ) -> (Option<OwnedEntry<K, V>>, OwnedIntent<K, V>) {
+        let Was::Intent(intent) = self.take_at(i) else {
+            unreachable!("restage of a slot without an intent");
+        };
+        let (hash, stamp) = (intent.get().hash, intent.get().stamp);
+        let (superseded, old, shell) = intent.split();
+        if new.is_none() && old.is_none() {
+            self.store_at(i, vacancy);
+        } else {
+            self.store_at(i, Put::Intent(OwnedIntent::new(hash, stamp, new, old)));
+        }
+        (superseded, shell)
+    }
+
+    /// Ends the intent at slot `i`: the slot gets its new value (`keep_new`)
+    /// or its old one, as a plain entry, or `vacancy` if that value is
+    /// absent. Returns the other value and the shell, to retire, and
+    /// whether the slot is now vacant.
+    pub(crate) fn resolve(
+        &self,
+        i: usize,
+        keep_new: bool,
+        vacancy: Put<K, V>,
+    ) -> (Option<OwnedEntry<K, V>>, OwnedIntent<K, V>, bool) {
+        let Was::Intent(intent) = self.take_at(i) else {
+            unreachable!("resolve of a slot without an intent");
+        };
+        let (new, old, shell) = intent.split();
+        let (kept, other) = if keep_new { (new, old) } else { (old, new) };
+        let vacant = kept.is_none();
+        self.store_at(i, kept.map_or(vacancy, Put::Entry));
+        (other, shell, vacant)
+    }
+
+    /// Moves every live entry and intent of `self` into `fresh` (owner
+    /// side, rebuilding). `self` keeps its pointers for the readers still
+    /// on it, but no longer owns them: from here it may only be read, then
+    /// dropped as a shell (`Retired::Slots`).
+    pub(crate) fn move_into(&self, fresh: &Slots<K, V>) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let hash = match self.view(i) {
+                View::Empty | View::Tomb => continue,
+                View::Live(e) => e.hash,
+                View::Intent(it) => it.hash,
+            };
+            // Ownership of what the pointer points to passes to `fresh`;
+            // `self` is never used to free it (its drop frees the array
+            // only). The tag bits travel with the pointer.
+            fresh.place(hash, slot.load(Ordering::Relaxed));
         }
     }
 
-    /// Places a live entry into an array no reader has seen yet.
-    fn place(&self, entry: OwnedEntry<K, V>) {
-        let mut i = entry.hash() as usize & self.mask;
+    /// Places a tagged slot pointer into an array no reader has seen yet.
+    fn place(&self, hash: u64, p: *mut Entry<K, V>) {
+        let mut i = hash as usize & self.mask;
         while !self.is_empty_at(i) {
             i = (i + 1) & self.mask;
         }
         // Release: the array is published later (the shard's pointer store
         // is Release too); kept for uniformity with `publish`.
-        self.slots[i].store(tagged(entry), Ordering::Release);
+        self.slots[i].store(p, Ordering::Release);
     }
 }

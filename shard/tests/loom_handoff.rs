@@ -10,7 +10,7 @@
 //! with the configured preemption bound.
 #![cfg(coherent_loom)]
 
-use coherent_shard::{Op, Reply, Shard};
+use coherent_shard::{Op, Reply, Shard, Visible};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -49,13 +49,13 @@ fn contended_writers_are_all_applied_and_answered() {
             let s = s.clone();
             thread::spawn(move || {
                 insert(&s, 1, 10);
-                s.get(1, &1)
+                s.get(1, &1, Visible::At(0))
             })
         };
         insert(&s, 2, 20);
-        assert_eq!(s.get(2, &2), Some(20));
+        assert_eq!(s.get(2, &2, Visible::At(0)), Some(20));
         assert_eq!(other.join().unwrap(), Some(10));
-        assert_eq!(s.get(1, &1), Some(10));
+        assert_eq!(s.get(1, &1, Visible::At(0)), Some(10));
         assert_eq!(s.queued(), 0);
     });
 }
@@ -75,10 +75,10 @@ fn acknowledged_write_is_visible_to_other_threads() {
             })
         };
         if acked.load(Ordering::Acquire) {
-            assert_eq!(s.get(1, &1), Some(10));
+            assert_eq!(s.get(1, &1, Visible::At(0)), Some(10));
         }
         writer.join().unwrap();
-        assert_eq!(s.get(1, &1), Some(10));
+        assert_eq!(s.get(1, &1, Visible::At(0)), Some(10));
     });
 }
 
@@ -88,7 +88,7 @@ fn acknowledged_write_is_visible_to_other_threads() {
 fn a_write_racing_a_load_always_wins() {
     model("write_beats_racing_load", || {
         let s = Arc::new(Shard::<u64, u64>::new(4, 2));
-        let Some(Reply::Lead(token)) = s.load_begin(1, 1).unwrap().wait() else {
+        let Some(Reply::Lead(token)) = s.load_begin(1, 1, Vec::new()).unwrap().wait() else {
             panic!("first caller leads");
         };
         let writer = {
@@ -109,6 +109,6 @@ fn a_write_racing_a_load_always_wins() {
         // Installed before the write (then overwritten) or discarded after:
         // either way the write is what remains.
         assert!(matches!(installed, Reply::Installed | Reply::Discarded));
-        assert_eq!(s.get(1, &1), Some(2));
+        assert_eq!(s.get(1, &1, Visible::At(0)), Some(2));
     });
 }

@@ -5,8 +5,10 @@
 //! (so each check is known to be able to fail), and the demo prints both.
 
 pub mod canary;
+pub mod history;
 pub mod naive;
 pub mod reclaim;
+pub mod seed000;
 pub mod seeds;
 
 pub use naive::{AckBeforeApply, NaiveCache};
