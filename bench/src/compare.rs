@@ -58,8 +58,154 @@ pub fn run(quick: bool) {
         );
     }
     insert_latency(if quick { 100_000 } else { 400_000 });
+    transactions(quick, window);
 }
 
+/// Prints a latency histogram's percentiles as a table row.
+fn latency_row(case: &str, hist: &Histogram<u64>) {
+    println!(
+        "{:<34} {:>8} {:>8} {:>8}",
+        case,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999)
+    );
+}
+
+/// Times `f` `n` times into a histogram (ns).
+fn time_each(n: u64, mut f: impl FnMut(u64)) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..n {
+        let t0 = Instant::now();
+        f(i);
+        hist.record(t0.elapsed().as_nanos() as u64).expect("record");
+    }
+    hist
+}
+
+/// Transactions: commit latency within one shard and across two,
+/// `invalidate_tag` latency, and `get` throughput while a writer commits.
+pub fn transactions(quick: bool, window: Duration) {
+    let cache = coherent::Cache::<u64, u64>::builder()
+        .shards(8)
+        .build()
+        .expect("valid");
+    let home = cache.shard_of(&0);
+    let same = (1..).find(|k| cache.shard_of(k) == home).expect("a key");
+    let other = (1..).find(|k| cache.shard_of(k) != home).expect("a key");
+    let n = if quick { 20_000 } else { 100_000 };
+    println!();
+    println!("coherent transactions (ns)");
+    println!("{:<34} {:>8} {:>8} {:>8}", "case", "p50", "p99", "p99.9");
+    for (case, b) in [
+        ("commit, 2 keys, 1 shard", same),
+        ("commit, 2 keys, 2 shards", other),
+    ] {
+        let hist = time_each(n, |i| {
+            cache
+                .transaction()
+                .insert(0, i)
+                .insert(b, i)
+                .commit()
+                .expect("commit");
+        });
+        latency_row(case, &hist);
+    }
+    for (entries, reps) in [
+        (10u64, if quick { 2_000 } else { 10_000 }),
+        (10_000, if quick { 20 } else { 100 }),
+    ] {
+        let mut hist = Histogram::<u64>::new(3).expect("histogram");
+        for _ in 0..reps {
+            for k in 0..entries {
+                cache
+                    .insert_tagged(1_000_000 + k, k, ["t"])
+                    .expect("insert");
+            }
+            let t0 = Instant::now();
+            cache.invalidate_tag("t").expect("invalidate_tag");
+            hist.record(t0.elapsed().as_nanos() as u64).expect("record");
+        }
+        latency_row(&format!("invalidate_tag, {entries} entries"), &hist);
+    }
+    // `get` throughput alone, with a writer committing 2-key transactions
+    // on keys of the read set back to back, and (for reference) with a
+    // writer doing the same two writes as plain inserts.
+    let keys = Arc::new(zipf_keys(KEYS, 1.0, 1 << 20, 2));
+    let rounds = if quick { 3 } else { 5 };
+    let (mut alone, mut busy, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let c = coherent::Cache::<u64, u64>::builder()
+            .initial_capacity(KEYS as usize)
+            .build()
+            .expect("valid");
+        for k in 0..KEYS {
+            c.insert(k, k).expect("insert");
+        }
+        let target_c: Arc<dyn crate::Target> = Arc::new(c.clone());
+        alone.push(throughput(&target_c, &keys, 1, 0, window));
+        for transactional in [true, false] {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writer = {
+                let (c, stop, keys) = (c.clone(), stop.clone(), keys.clone());
+                std::thread::spawn(move || {
+                    let (mut writes, mut i) = (0u64, 0);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (a, b) = (keys[i % keys.len()], keys[(i + 1) % keys.len()]);
+                        if transactional {
+                            c.transaction()
+                                .insert(a, a)
+                                .insert(b, b)
+                                .commit()
+                                .expect("commit");
+                        } else {
+                            c.insert(a, a).expect("insert");
+                            c.insert(b, b).expect("insert");
+                        }
+                        writes += 1;
+                        i += 7;
+                    }
+                    writes
+                })
+            };
+            let ops = throughput(&target_c, &keys, 1, 0, window);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let rate = writer.join().expect("writer") as f64 / window.as_secs_f64();
+            if transactional {
+                busy.push((ops, rate));
+            } else {
+                plain.push((ops, rate));
+            }
+        }
+    }
+    let ratio =
+        |with: &[(f64, f64)]| median(alone.iter().zip(with).map(|(a, (b, _))| b / a).collect());
+    println!();
+    println!(
+        "coherent get throughput, 1 reader, Zipf 1.0 over {KEYS} keys (Mops/s, median of {rounds} rounds)"
+    );
+    println!("{:<62} {:>8} {:>9}", "case", "Mops/s", "vs alone");
+    println!(
+        "{:<62} {:>8.1} {:>9}",
+        "alone",
+        median(alone.clone()) / 1e6,
+        "1.00x"
+    );
+    for (case, with) in [
+        ("a writer commits 2-key transactions on read keys", &busy),
+        ("a writer inserts the same 2 keys, plain", &plain),
+    ] {
+        println!(
+            "{:<62} {:>8.1} {:>8.2}x",
+            format!(
+                "{case} ({:.0}k/s)",
+                median(with.iter().map(|b| b.1).collect()) / 1e3
+            ),
+            median(with.iter().map(|b| b.0).collect()) / 1e6,
+            ratio(with)
+        );
+    }
+}
 /// Insert-until-visible: the time `insert` takes to return, which is when the
 /// value is visible to every reader. Alone, and with a second thread writing
 /// to the same shards.

@@ -21,12 +21,15 @@
 //!
 //! # Guarantees
 //!
-//! - **G1** a write (`insert`, `invalidate`, `update`) is visible to every
-//!   `get` that starts after it returns; single-key operations are
-//!   linearizable.
+//! - **G1** a write (`insert`, `invalidate`, `update`, `invalidate_tag`, a
+//!   transaction's `commit`) is visible to every `get` that starts after it
+//!   returns; single-key operations are linearizable.
+//! - **G2** a [`Transaction`] (inserts, removals, tag invalidations, on any
+//!   keys in any shards) becomes visible at one instant; `get_many` is a
+//!   snapshot with respect to transactions.
 //! - **G3** `get_or_load` never installs a value loaded before a write to the
-//!   same key committed, and never hands such a value to a call that started
-//!   after the write.
+//!   same key (or an invalidation of a tag the load declared) committed, and
+//!   never hands such a value to a call that started after the write.
 //! - **G4** `update` is an atomic read-modify-write; none is lost.
 //! - **G5** `get` takes no lock, sends no message and never waits.
 //! - **G6** a panicking or failing closure reaches only its own caller.

@@ -12,5 +12,13 @@ fn readme_example() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(row, "row 2");
     cache.invalidate(&1)?; // a racing load of 1 cannot undo it
     assert_eq!(cache.get(&1), None);
+    cache.insert_tagged(3, "post".to_owned(), ["user:7"])?;
+    // Set one key and drop everything tagged, in any shard, at one instant.
+    cache
+        .transaction()
+        .insert(7, "v2".to_owned())
+        .invalidate_tag("user:7")
+        .commit()?;
+    assert_eq!(cache.get_many(&[7, 3]), vec![Some("v2".to_owned()), None]);
     Ok(())
 }

@@ -12,7 +12,11 @@ use crate::sync::{AtomicPtr, Ordering};
 use crate::table::{EntryAlloc, OwnedEntry, OwnedSlots, Probe, Put, Retired, Slots, View, Was};
 use crate::tag::Tag;
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+/// The owner's own maps (leases, tags, a transaction's keys): foldhash,
+/// seeded per process, rather than std's SipHash, which was the largest
+/// single cost of a 10,000-entry tag invalidation.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -157,9 +161,9 @@ where
             tombs: 0,
             garbage: Garbage::new(),
             pool: Vec::new(),
-            leases: HashMap::new(),
-            tags_of: HashMap::new(),
-            keys_of: HashMap::new(),
+            leases: HashMap::default(),
+            tags_of: HashMap::default(),
+            keys_of: HashMap::default(),
             pending: None,
             next_token: 0,
         }
@@ -355,8 +359,8 @@ where
         }
         // The transaction's net effect per key, in order of first touch.
         let mut order: Vec<K> = Vec::new();
-        let mut staged: HashMap<K, (u64, Option<V>, Vec<Tag>)> = HashMap::new();
-        let mut invalidated: HashSet<Tag> = HashSet::new();
+        let mut staged: HashMap<K, (u64, Option<V>, Vec<Tag>)> = HashMap::default();
+        let mut invalidated: HashSet<Tag> = HashSet::default();
         for op in ops {
             match op {
                 TxnOp::Insert {
@@ -400,10 +404,10 @@ where
         }
         self.pending = Some(Pending {
             stamp,
-            keys: HashMap::new(),
-            folded: HashSet::new(),
+            keys: HashMap::default(),
+            folded: HashSet::default(),
             tags: invalidated,
-            new_tags: HashMap::new(),
+            new_tags: HashMap::default(),
         });
         for key in order {
             let Some((hash, value, tags)) = staged.remove(&key) else {

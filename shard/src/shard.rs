@@ -648,4 +648,117 @@ mod tests {
         s.submit(h(1), Op::Abandon { key: 1, token: t }).unwrap();
         assert!(matches!(stays.wait(), Some(Reply::Lead(_))));
     }
+
+    fn txn_insert(k: u64, v: u64, tags: &[&str]) -> crate::message::TxnOp<u64, u64> {
+        crate::message::TxnOp::Insert {
+            hash: h(k),
+            key: k,
+            value: v,
+            tags: tags.iter().map(|&t| Tag::from(t)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_intent_shows_the_old_value_until_its_stamp_then_finalizes() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        s.submit(h(1), Op::Insert { key: 1, value: 10 }).unwrap();
+        let ops = vec![
+            txn_insert(1, 11, &[]),
+            txn_insert(2, 21, &[]),
+            crate::message::TxnOp::Invalidate { hash: h(3), key: 3 }, // absent: no-op
+        ];
+        assert_eq!(
+            s.submit(0, Op::Prepare { stamp: 5, ops }).unwrap(),
+            Reply::Prepared
+        );
+        let at = |w, k: u64| s.get(h(k), &k, Visible::At(w));
+        assert_eq!((at(4, 1), at(4, 2), at(4, 3)), (Some(10), None, None));
+        assert_eq!((at(5, 1), at(5, 2), at(5, 3)), (Some(11), Some(21), None));
+        // A plain write to a staged key joins the transaction.
+        assert_eq!(
+            s.submit(h(2), Op::Insert { key: 2, value: 22 }).unwrap(),
+            Reply::DoneAt(5)
+        );
+        assert_eq!((at(4, 2), at(5, 2)), (None, Some(22)));
+        // Another key is not held back.
+        assert_eq!(
+            s.submit(h(4), Op::Insert { key: 4, value: 40 }).unwrap(),
+            Reply::Done
+        );
+        assert_eq!(at(0, 4), Some(40));
+        s.submit(0, Op::Finalize { stamp: 5 }).unwrap();
+        assert_eq!(
+            (at(0, 1), at(0, 2)),
+            (Some(11), Some(22)),
+            "plain entries now"
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s.submit(h(2), Op::Insert { key: 2, value: 23 }).unwrap(),
+            Reply::Done
+        );
+    }
+
+    #[test]
+    fn a_rollback_restores_the_old_values_and_keeps_folded_writes() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        s.submit(h(1), Op::Insert { key: 1, value: 10 }).unwrap();
+        s.submit(h(2), Op::Insert { key: 2, value: 20 }).unwrap();
+        let ops = vec![
+            txn_insert(1, 11, &[]),
+            txn_insert(2, 21, &[]),
+            txn_insert(3, 31, &[]),
+        ];
+        s.submit(0, Op::Prepare { stamp: 1, ops }).unwrap();
+        assert_eq!(
+            s.submit(h(2), Op::Invalidate { key: 2 }).unwrap(),
+            Reply::DoneAt(1)
+        );
+        s.submit(0, Op::Rollback { stamp: 1 }).unwrap();
+        let now = |k: u64| s.get(h(k), &k, Visible::At(1));
+        assert_eq!((now(1), now(2), now(3)), (Some(10), None, None));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_staged_tag_invalidation_removes_tagged_keys_and_holds_tagged_writes() {
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        for k in 0..6 {
+            let tags = if k % 2 == 0 {
+                vec![Tag::from("even")]
+            } else {
+                Vec::new()
+            };
+            s.submit(
+                h(k),
+                Op::InsertTagged {
+                    key: k,
+                    value: k,
+                    tags,
+                },
+            )
+            .unwrap();
+        }
+        let ops = vec![crate::message::TxnOp::InvalidateTag(Tag::from("even"))];
+        s.submit(0, Op::Prepare { stamp: 1, ops }).unwrap();
+        let at = |w, k: u64| s.get(h(k), &k, Visible::At(w));
+        assert!((0..6).all(|k| at(0, k) == Some(k)), "nothing visible yet");
+        assert!((0..6).all(|k| at(1, k) == (k % 2 == 1).then_some(k)));
+        // A write carrying the tag is ordered after the invalidation.
+        let tagged = Op::InsertTagged {
+            key: 10,
+            value: 10,
+            tags: vec![Tag::from("even")],
+        };
+        assert_eq!(s.submit(h(10), tagged).unwrap(), Reply::DoneAt(1));
+        assert_eq!((at(0, 10), at(1, 10)), (None, Some(10)));
+        s.submit(0, Op::Finalize { stamp: 1 }).unwrap();
+        assert_eq!(s.len(), 4);
+        // Key 10 kept its tag: the next invalidation removes it.
+        let ops = vec![crate::message::TxnOp::InvalidateTag(Tag::from("even"))];
+        s.submit(0, Op::Prepare { stamp: 2, ops }).unwrap();
+        s.submit(0, Op::Finalize { stamp: 2 }).unwrap();
+        assert_eq!(at(2, 10), None);
+        assert_eq!(s.len(), 3);
+    }
 }

@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p coherent-bench --bin demo`
 
+use coherent_tests::seed000::{self, TwoStep};
 use coherent_tests::seeds::{seed_001, seed_002, seed_003, Outcome};
 use coherent_tests::{free_rounds, AckBeforeApply, NaiveCache};
 use std::sync::Arc;
@@ -25,6 +26,26 @@ fn main() {
     println!(
         "{:<34} {:<10} {:>9} | {:<24} {:>9} | {:>9}",
         "seed", "schedule", "rounds", "naive cache", "naive", "coherent"
+    );
+    let eight = || {
+        coherent::Cache::<u64, u64>::builder()
+            .shards(8)
+            .build()
+            .expect("valid")
+    };
+    row(
+        "000 set, then invalidate related",
+        "forced",
+        "set, then invalidate",
+        seed000::forced(Arc::new(TwoStep(eight()))),
+        seed000::forced(Arc::new(eight())),
+    );
+    row(
+        "000 set, then invalidate related",
+        "free",
+        "set, then invalidate",
+        seed000::free_running(Arc::new(TwoStep(eight())), rounds),
+        seed000::free_running(Arc::new(eight()), rounds),
     );
     row(
         "001 stale fill after invalidate",
