@@ -114,6 +114,9 @@ impl Watermark {
 
     /// Blocks until the watermark reaches `stamp` (a write folded into a
     /// transaction in flight: the committer is publishing it right now).
+    /// Cold: kept out of every write's fast path.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn wait_for(&self, stamp: u64) {
         for _ in 0..1024 {
             if self.reached(stamp) {

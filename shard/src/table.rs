@@ -467,6 +467,17 @@ impl<K, V> Slots<K, V> {
         // Acquire: pairs with the Release store in `publish` (and in
         // `place`), so the entry's fields are initialised before we read them.
         let p = self.slots[i].load(Ordering::Acquire);
+        // SAFETY: just loaded (Acquire) from one of this array's slots.
+        unsafe { self.view_of(p) }
+    }
+
+    /// What a slot pointer points to (see `view`).
+    ///
+    /// # Safety
+    /// `p` was loaded, with Acquire, from one of this array's slots by a
+    /// pinned reader or by the owner, who still is.
+    #[inline]
+    unsafe fn view_of(&self, p: *mut Entry<K, V>) -> View<'_, K, V> {
         if p.is_null() {
             View::Empty
         } else if p == tomb() {
@@ -537,6 +548,7 @@ impl<K, V> Slots<K, V> {
 
     /// The owner's lookup. Only the owner calls it, so the answer stays true
     /// until the owner itself changes the table.
+    #[inline]
     pub(crate) fn probe<Q>(&self, hash: u64, key: &Q) -> Probe
     where
         K: Borrow<Q>,
@@ -555,7 +567,9 @@ impl<K, V> Slots<K, V> {
             if p == tomb() {
                 first_tomb.get_or_insert(i);
             } else if p.addr() & TAG_MASK == want || is_intent(p) {
-                let found = match self.view(i) {
+                // SAFETY: `p` was just loaded (Acquire) from slot `i`, and we
+                // are the owner.
+                let found = match unsafe { self.view_of(p) } {
                     View::Live(e) => e.hash == hash && e.key.borrow() == key,
                     View::Intent(it) => it.hash == hash && it.key().borrow() == key,
                     View::Empty | View::Tomb => false,
