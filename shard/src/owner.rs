@@ -303,42 +303,40 @@ where
         self.reserve(published);
         let entry = value.map(|v| self.new_entry(hash, key.clone(), v));
         let present = entry.is_some();
-        match self.slots().probe(hash, &key) {
+        // Whether the key has an intent of this stamp once the write is in.
+        let staged = match self.slots().probe(hash, &key) {
             Probe::Found(i) if matches!(self.slots().view(i), View::Intent(_)) => {
                 let vacancy = self.vacancy(i);
                 let tomb = matches!(vacancy, Put::Tomb);
-                let (superseded, shell) = self.slots().restage(i, entry, vacancy);
+                let (superseded, shell, staged) = self.slots().restage(i, entry, vacancy);
                 if let Some(e) = superseded {
                     self.retire(Retired::Entry(e));
                 }
-                // Absent before the transaction and absent after this
-                // write: the slot was emptied rather than restaged.
-                if !present && !matches!(self.slots().view(i), View::Intent(_)) {
+                self.retire(Retired::Intent(shell));
+                if !staged {
+                    // Absent before the transaction and absent after this
+                    // write: the slot was emptied rather than restaged.
                     self.live -= 1;
                     self.tombs += usize::from(tomb);
                     if let Some(p) = self.pending.as_mut() {
                         p.keys.remove(&key);
                     }
                 }
-                self.retire(Retired::Intent(shell));
+                staged
             }
-            Probe::Found(i) => {
-                self.slots().stage(i, hash, stamp, entry);
-            }
+            Probe::Found(i) => self.slots().stage(i, hash, stamp, entry),
             Probe::Vacant(i) => {
                 let was_tomb = matches!(self.slots().view(i), View::Tomb);
-                if self.slots().stage(i, hash, stamp, entry) {
+                let staged = self.slots().stage(i, hash, stamp, entry);
+                if staged {
                     self.live += 1;
                     self.tombs -= usize::from(was_tomb);
                 }
+                staged
             }
-        }
-        let in_table = matches!(
-            self.slots().probe(hash, &key),
-            Probe::Found(i) if matches!(self.slots().view(i), View::Intent(_))
-        );
+        };
         if let Some(p) = self.pending.as_mut() {
-            if in_table {
+            if staged {
                 p.keys.insert(key.clone(), hash);
                 p.folded.insert(key.clone());
             }

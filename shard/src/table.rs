@@ -682,25 +682,27 @@ impl<K, V> Slots<K, V> {
 
     /// Replaces the intent at slot `i` by one with the same stamp and old
     /// value and a `new` value of a later write (None: removal). Returns the
-    /// superseded new value and the old intent's shell, to retire. If both
-    /// values are absent the slot becomes `vacancy` instead.
+    /// superseded new value and the old intent's shell, to retire, and
+    /// whether the slot still holds an intent: if both values are absent it
+    /// becomes `vacancy` instead.
     pub(crate) fn restage(
         &self,
         i: usize,
         new: Option<OwnedEntry<K, V>>,
         vacancy: Put<K, V>,
-    ) -> (Option<OwnedEntry<K, V>>, OwnedIntent<K, V>) {
+    ) -> (Option<OwnedEntry<K, V>>, OwnedIntent<K, V>, bool) {
         let Was::Intent(intent) = self.take_at(i) else {
             unreachable!("restage of a slot without an intent");
         };
         let (hash, stamp) = (intent.get().hash, intent.get().stamp);
         let (superseded, old, shell) = intent.split();
-        if new.is_none() && old.is_none() {
-            self.store_at(i, vacancy);
-        } else {
+        let staged = new.is_some() || old.is_some();
+        if staged {
             self.store_at(i, Put::Intent(OwnedIntent::new(hash, stamp, new, old)));
+        } else {
+            self.store_at(i, vacancy);
         }
-        (superseded, shell)
+        (superseded, shell, staged)
     }
 
     /// Ends the intent at slot `i`: the slot gets its new value (`keep_new`)
