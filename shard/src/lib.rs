@@ -31,6 +31,7 @@ mod shard;
 mod sync;
 mod table;
 mod tag;
+mod token;
 
 pub use crate::completion::{Completion, Responder};
 pub use crate::message::{Op, Reply, TxnOp, UpdateFn};

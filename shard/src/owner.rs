@@ -51,6 +51,7 @@ fn done<V>(stamp: Option<u64>) -> Reply<V> {
 }
 
 /// Whether the current thread is inside an update closure.
+#[inline]
 pub(crate) fn in_closure() -> bool {
     IN_CLOSURE.with(Cell::get)
 }
@@ -65,6 +66,26 @@ fn as_closure<R>(f: impl FnOnce() -> R) -> R {
     }
     let _reset = Reset(IN_CLOSURE.with(|c| c.replace(true)));
     f()
+}
+
+/// Frees a batch of retired items that no reader can hold any more,
+/// keeping entries' memory in `pool` while it has room. Keys and values
+/// are dropped flagged as a closure (see `Owner::retire`); types without
+/// drop glue run no user code here, and skip the flag.
+fn free_batch<K, V>(pool: &mut Vec<EntryAlloc<K, V>>, batch: &mut Vec<Retired<K, V>>) {
+    let mut free = || {
+        for item in batch.drain(..) {
+            match item {
+                Retired::Entry(e) if pool.len() < POOL_MAX => pool.push(e.into_alloc()),
+                other => drop(other),
+            }
+        }
+    };
+    if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+        as_closure(free);
+    } else {
+        free();
+    }
 }
 
 /// Turns a panic payload into the message it carried.
@@ -116,9 +137,17 @@ impl<K: Hash + Eq> Pending<K> {
     }
 }
 
+/// `repr(C)`, hot fields first: a plain write reads and writes `table`,
+/// `pool`, `live`, `tombs` and the open garbage batch, which (after the
+/// token word, `token.rs`) fill the first cache line and spill into the
+/// second; it then only checks that `pending`, `leases` and `tags_of` are
+/// empty.
+#[repr(C)]
 pub(crate) struct Owner<K, V> {
     /// The slot array readers see (the shard publishes the same pointer).
     table: Option<OwnedSlots<K, V>>,
+    /// Memory of freed entries, reused by the next writes.
+    pool: Vec<EntryAlloc<K, V>>,
     /// Live entries in `table`.
     live: usize,
     /// Tombstones in `table`; they lengthen probes until the next rebuild.
@@ -126,16 +155,14 @@ pub(crate) struct Owner<K, V> {
     /// What was unlinked from `table` (or was `table`) and readers may
     /// still hold; freed once they cannot (reclaim.rs).
     garbage: Garbage<Retired<K, V>>,
-    /// Memory of freed entries, reused by the next writes.
-    pool: Vec<EntryAlloc<K, V>>,
+    /// The transaction staged in this shard and not yet finalized.
+    pending: Option<Pending<K>>,
     /// Loads in flight, by key. Touched on the load path only.
     leases: HashMap<K, Lease<V>>,
     /// The tags of each tagged key (owner side only: readers never see
     /// tags), and the keys (with their hashes) carrying each tag.
     tags_of: HashMap<K, Box<[Tag]>>,
     keys_of: HashMap<Tag, HashMap<K, u64>>,
-    /// The transaction staged in this shard and not yet finalized.
-    pending: Option<Pending<K>>,
     /// Source of lease tokens; never reused within a shard.
     next_token: u64,
 }
@@ -253,7 +280,34 @@ where
     /// visible at once, unless the key or one of the tags is part of the
     /// transaction pending here: then it is folded into that transaction
     /// and its stamp returned (visible when the watermark reaches it).
-    fn write(
+    #[inline]
+    pub(crate) fn write(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+        tags: Option<Vec<Tag>>,
+        published: &Published<K, V>,
+    ) -> Option<u64> {
+        // The common case, checked first: no transaction pending here, no
+        // load in flight, nothing tagged. Then a write is one slot change.
+        if self.pending.is_none()
+            && self.leases.is_empty()
+            && self.tags_of.is_empty()
+            && tags.as_ref().is_none_or(Vec::is_empty)
+        {
+            match value {
+                Some(v) => self.put(hash, key, v, published),
+                None => self.remove(hash, &key),
+            }
+            return None;
+        }
+        self.write_in_context(hash, key, value, tags, published)
+    }
+
+    /// `write` when a transaction, a load or a tag may be involved.
+    #[inline(never)]
+    fn write_in_context(
         &mut self,
         hash: u64,
         key: K,
@@ -540,7 +594,13 @@ where
     /// A new entry, in pooled memory when there is some.
     fn new_entry(&mut self, hash: u64, key: K, value: V) -> OwnedEntry<K, V> {
         match self.pool.pop() {
-            Some(alloc) => OwnedEntry::new_in(alloc, hash, key, value),
+            Some(alloc) => {
+                // The next write's memory: warm by the time it comes.
+                if let Some(next) = self.pool.last() {
+                    next.prefetch();
+                }
+                OwnedEntry::new_in(alloc, hash, key, value)
+            }
             None => OwnedEntry::new(hash, key, value),
         }
     }
@@ -651,6 +711,7 @@ where
         self.next_token
     }
 
+    #[inline]
     fn put(&mut self, hash: u64, key: K, value: V, published: &Published<K, V>) {
         self.reserve(published);
         let probe = self.slots().probe(hash, &key);
@@ -722,14 +783,11 @@ where
     /// goes to the pool. Values are dropped here, under the token, so their
     /// `Drop` runs flagged as a closure: a cache write from it is refused
     /// (`Error::Reentrant`) instead of waiting on this very shard.
+    #[inline]
     fn retire(&mut self, item: Retired<K, V>) {
         let pool = &mut self.pool;
-        self.garbage.retire_with(item, &mut |freed| {
-            as_closure(|| match freed {
-                Retired::Entry(e) if pool.len() < POOL_MAX => pool.push(e.into_alloc()),
-                other => drop(other),
-            })
-        });
+        self.garbage
+            .retire_with(item, &mut |batch| free_batch(pool, batch));
     }
 
     /// Retires what a slot held (entries and intents readers may hold).

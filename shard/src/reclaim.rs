@@ -333,9 +333,14 @@ fn oldest_reader() -> u64 {
 }
 
 /// What an owner has unlinked and not yet freed, in sealed batches.
+/// `repr(C)`: `open`, touched on every retire, comes first (`Owner`).
+#[repr(C)]
 pub(crate) struct Garbage<T> {
     open: Vec<T>,
     sealed: VecDeque<(u64, Vec<T>)>,
+    /// An emptied batch's buffer, reused for the next open batch (no
+    /// allocation per batch, and memory that was touched recently).
+    spare: Option<Vec<T>>,
 }
 
 impl<T> std::fmt::Debug for Garbage<T> {
@@ -352,6 +357,7 @@ impl<T> Garbage<T> {
         Self {
             open: Vec::new(),
             sealed: VecDeque::new(),
+            spare: None,
         }
     }
 
@@ -359,12 +365,14 @@ impl<T> Garbage<T> {
     /// reach it. It is dropped once no reader that pinned earlier is left.
     #[cfg(test)]
     pub(crate) fn retire(&mut self, item: T) {
-        self.retire_with(item, &mut drop);
+        self.retire_with(item, &mut Vec::clear);
     }
 
-    /// [`retire`](Self::retire), handing each item that may be freed to
-    /// `free` (which may keep its memory) instead of dropping it.
-    pub(crate) fn retire_with(&mut self, item: T, free: &mut impl FnMut(T)) {
+    /// [`retire`](Self::retire), handing each batch that may be freed to
+    /// `free`, which takes its items out (and may keep their memory);
+    /// whatever it leaves is dropped.
+    #[inline]
+    pub(crate) fn retire_with(&mut self, item: T, free: &mut impl FnMut(&mut Vec<T>)) {
         self.open.push(item);
         if self.open.len() >= BATCH {
             self.collect_with(free);
@@ -375,13 +383,18 @@ impl<T> Garbage<T> {
     /// reader can still hold. Never waits for readers.
     #[cfg(test)]
     pub(crate) fn collect(&mut self) {
-        self.collect_with(&mut drop);
+        self.collect_with(&mut Vec::clear);
     }
 
     /// [`collect`](Self::collect), handing what may be freed to `free`.
-    pub(crate) fn collect_with(&mut self, free: &mut impl FnMut(T)) {
+    #[inline(never)]
+    pub(crate) fn collect_with(&mut self, free: &mut impl FnMut(&mut Vec<T>)) {
         if !self.open.is_empty() {
-            let open = std::mem::replace(&mut self.open, Vec::with_capacity(BATCH));
+            let next = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(BATCH));
+            let open = std::mem::replace(&mut self.open, next);
             // SeqCst: the unlinks before this (program order) are seen by a
             // reader that reads the new epoch with Acquire.
             let sealed_at = EPOCH.fetch_add(1, Ordering::SeqCst);
@@ -392,8 +405,10 @@ impl<T> Garbage<T> {
         }
         let oldest = oldest_reader();
         while self.sealed.front().is_some_and(|(r, _)| *r < oldest) {
-            if let Some((_, batch)) = self.sealed.pop_front() {
-                batch.into_iter().for_each(&mut *free);
+            if let Some((_, mut batch)) = self.sealed.pop_front() {
+                free(&mut batch);
+                batch.clear();
+                self.spare = Some(batch);
             }
         }
     }

@@ -12,26 +12,24 @@
 //!
 //! # The hand-off (why no message is stranded)
 //!
-//! A writer does `push(msg); fence(SeqCst); try_lock()`. A holder does
-//! `unlock(); fence(SeqCst); is_empty()`. This is the store-buffering pattern
-//! with a sequentially consistent fence on each side: the two fences are
-//! ordered one way or the other, so either the writer's `try_lock` sees the
-//! unlock (and the writer drains the queue itself) or the holder's `is_empty`
-//! sees the message (and the holder takes the token again). A holder that
-//! took the token after the push and drained before seeing it is covered by
-//! the same argument at its own release. A loom model of this hand-off is in
-//! `tests/loom_handoff.rs` of this crate.
+//! The token and the count of queued messages share one atomic word
+//! (`token.rs`). A writer that queues a message counts it in with a
+//! `fetch_add` and, if that showed the token free, takes the token itself;
+//! a holder releases with a `compare_exchange` that fails while anything is
+//! counted, and drains what is. Both are read-modify-writes of one
+//! location, so one of them comes first: either the writer sees the token
+//! free or the holder sees the count. The loom models in
+//! `tests/loom_handoff.rs` of this crate check this over every interleaving.
 
 use crate::completion::{completion, Completion, Responder};
 use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
 use crate::reclaim;
-use crate::sync::{
-    fence, thread, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError,
-};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::table::{OwnedSlots, Slots, Visible};
 use crate::tag::Tag;
+use crate::token::{Held, Release, Token};
 use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -92,13 +90,17 @@ struct Envelope<K, V> {
 }
 
 /// One shard of the cache. See the module docs for the protocol.
+/// `repr(C)`: `slots` (readers) on its own lines, then the token word and
+/// the owner's hot fields together (`token.rs`, `owner.rs`).
+#[repr(C)]
 pub struct Shard<K, V> {
     /// The slot array readers see (owned by the owner; replaced only when
     /// it rebuilds the table). Padded to its own cache line: writers update
     /// the counters below on every write, and readers must not pay for that.
     slots: CachePadded<Published<K, V>>,
-    /// The owner token and the state only its holder may touch.
-    owner: Mutex<Owner<K, V>>,
+    /// The owner token (with the count of queued messages) and the state
+    /// only its holder may touch.
+    owner: Token<Owner<K, V>>,
     /// Messages from writers that found the token taken.
     mailbox: Mailbox<Envelope<K, V>>,
     /// Callers waiting for an answer right now (diagnostics and tests).
@@ -141,19 +143,17 @@ impl<K, V> Shard<K, V> {
         self.len() == 0
     }
 
-    /// Messages queued in the mailbox right now.
+    /// Messages queued in the mailbox right now (counted in and not yet
+    /// taken out by a holder).
     pub fn queued(&self) -> usize {
-        self.mailbox.len()
+        self.owner.queued()
     }
 
-    fn try_own(&self) -> Option<MutexGuard<'_, Owner<K, V>>> {
-        match self.owner.try_lock() {
-            Ok(owner) => Some(owner),
-            // A holder panicked outside any user closure (those are caught).
-            // The table is still consistent: every change is one slot store.
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+    /// Takes the owner token if it is free. A holder that panicked outside
+    /// any user closure (those are caught) released it on the way out; the
+    /// table is still consistent, since every change is one slot store.
+    fn try_own(&self) -> Option<Held<'_, Owner<K, V>>> {
+        self.owner.take()
     }
 }
 
@@ -173,7 +173,7 @@ where
         let table = OwnedSlots::new(Slots::with_slots(slots));
         Self {
             slots: CachePadded::new(AtomicPtr::new(table.as_ptr())),
-            owner: Mutex::new(Owner::new(table)),
+            owner: Token::new(Owner::new(table)),
             mailbox: Mailbox::bounded(mailbox_capacity.max(1)),
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
@@ -219,6 +219,37 @@ where
         });
         self.after_push();
         self.wait(rx)
+    }
+
+    /// Sets `key` to `value` (`Some`) or removes it (`None`), like
+    /// `submit` with [`Op::Insert`] or [`Op::Invalidate`], and returns once
+    /// the change is visible; `Ok(Some(stamp))` if it joined a pending
+    /// transaction, and is visible once the cache's watermark reaches
+    /// `stamp`. When the token is free and nothing is queued (the common
+    /// case) the write is applied at once, without building a message.
+    #[inline]
+    pub fn write(
+        &self,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+    ) -> Result<Option<u64>, SubmitError<Op<K, V>>> {
+        if !in_closure() {
+            if let Some(owner) = self.owner.take_idle() {
+                return Ok(self.serve_with(owner, |owner, published| match value {
+                    Some(value) => owner.write(hash, key, Some(value), Some(Vec::new()), published),
+                    None => owner.write(hash, key, None, None, published),
+                }));
+            }
+        }
+        let op = match value {
+            Some(value) => Op::Insert { key, value },
+            None => Op::Invalidate { key },
+        };
+        match self.submit(hash, op)? {
+            Reply::DoneAt(stamp) => Ok(Some(stamp)),
+            _ => Ok(None),
+        }
     }
 
     /// The async form of [`submit`](Self::submit). If the future is dropped
@@ -313,52 +344,65 @@ where
         rx.wait().ok_or(SubmitError::Lost)
     }
 
-    /// The writer's half of the hand-off: after a push, try the token once.
+    /// The writer's half of the hand-off: after a push, count the message
+    /// in; if the token was free, take it and drain (module docs).
     fn after_push(&self) {
-        // SeqCst fence: orders the push before the token read; pairs with the
-        // fence in `serve`'s release loop (module docs).
-        fence(Ordering::SeqCst);
-        if let Some(owner) = self.try_own() {
+        if let Some(owner) = self.owner.count_in() {
             self.serve(owner, None);
         }
     }
 
     /// Runs as the owner: drains the mailbox, applies `own` (whose answer is
-    /// returned rather than sent), releases the token, and drains again as
-    /// long as messages arrive that nobody else will take.
+    /// returned rather than sent), and releases the token, draining again
+    /// for as long as the release finds messages counted.
     fn serve(
         &self,
-        owner: MutexGuard<'_, Owner<K, V>>,
+        owner: Held<'_, Owner<K, V>>,
         own: Option<(u64, Op<K, V>)>,
     ) -> Option<Reply<V>> {
+        self.serve_with(owner, |owner, published| {
+            own.and_then(|(hash, op)| owner.apply(hash, op, published))
+        })
+    }
+
+    /// [`serve`](Self::serve) with the holder's own work given as a closure.
+    #[inline]
+    fn serve_with<R>(
+        &self,
+        owner: Held<'_, Owner<K, V>>,
+        own: impl FnOnce(&mut Owner<K, V>, &Published<K, V>) -> R,
+    ) -> R {
+        let queued = owner.queued();
         let mut holding = Holding {
             shard: self,
             owner: Some(owner),
         };
-        let mut applied = holding.drain();
-        let answer = own.and_then(|(hash, op)| {
-            applied += 1;
-            holding.apply(hash, op)
-        });
-        loop {
-            // Unlock (Release), then the SeqCst fence that pairs with the
-            // one in `after_push` (module docs).
-            holding.owner = None;
-            fence(Ordering::SeqCst);
-            // `coherent_loom_break_handoff` removes the re-check, to show the
-            // loom model catches a stranded message (docs/guarantees.md).
-            if cfg!(coherent_loom_break_handoff) || self.mailbox.is_empty() {
-                break;
+        // Queued messages first: one of them may be this thread's own
+        // earlier one-way message, which must not be overtaken.
+        let mut applied = 0;
+        if queued > 0 {
+            applied += holding.drain(queued);
+        }
+        let answer = {
+            let owner = holding.owner.as_mut().expect("held");
+            let before = owner.len();
+            let answer = own(owner, &self.slots);
+            // Only on a change: a replacing write leaves `len`'s cache
+            // line alone.
+            if owner.len() != before {
+                self.len.store(owner.len(), Ordering::Relaxed);
             }
-            match self.try_own() {
-                Some(owner) => {
-                    holding.owner = Some(owner);
-                    applied += holding.drain();
-                }
-                None => break,
+            answer
+        };
+        while let Some(owner) = holding.owner.take() {
+            if let Release::Queued(owner, queued) = owner.release() {
+                holding.owner = Some(owner);
+                applied += holding.drain(queued);
             }
         }
-        tracing::trace!(applied, "shard released");
+        if applied > 0 {
+            tracing::trace!(applied, "shard drained its mailbox");
+        }
         answer
     }
 }
@@ -369,7 +413,7 @@ where
 /// failed rather than stranded: each caller gets `Lost`, nobody hangs.
 struct Holding<'a, K, V> {
     shard: &'a Shard<K, V>,
-    owner: Option<MutexGuard<'a, Owner<K, V>>>,
+    owner: Option<Held<'a, Owner<K, V>>>,
 }
 
 impl<K, V> Holding<'_, K, V>
@@ -379,42 +423,72 @@ where
 {
     fn apply(&mut self, hash: u64, op: Op<K, V>) -> Option<Reply<V>> {
         let owner = self.owner.as_mut().expect("applied while holding");
+        let before = owner.len();
         let answer = owner.apply(hash, op, &self.shard.slots);
-        self.shard.len.store(owner.len(), Ordering::Relaxed);
+        if owner.len() != before {
+            self.shard.len.store(owner.len(), Ordering::Relaxed);
+        }
         answer
     }
 
-    fn drain(&mut self) -> usize {
-        let mut n = 0;
-        while let Some(Envelope { hash, op, reply }) = self.shard.mailbox.pop() {
-            n += 1;
+    /// Takes out and applies `queued` counted messages.
+    fn drain(&mut self, queued: usize) -> usize {
+        for _ in 0..queued {
+            let Some(Envelope { hash, op, reply }) = self.take_out() else {
+                return 0;
+            };
             let answer = self.apply(hash, op);
             if let (Some(reply), Some(answer)) = (reply, answer) {
                 // The caller may have gone away (a dropped future): fine.
                 let _ = reply.send(answer);
             }
         }
-        n
+        queued
+    }
+
+    /// One counted message out of the queue.
+    fn take_out(&self) -> Option<Envelope<K, V>> {
+        let owner = self.owner.as_ref().expect("taken out while holding");
+        // A counted message was pushed before it was counted, and the count
+        // was read with Acquire: the queue has it.
+        let envelope = self.shard.mailbox.pop();
+        debug_assert!(envelope.is_some(), "a counted message is queued");
+        if envelope.is_some() {
+            owner.count_out();
+        }
+        envelope
     }
 }
 
 impl<K, V> Drop for Holding<'_, K, V> {
+    #[inline]
     fn drop(&mut self) {
-        if self.owner.is_none() || !thread::panicking() {
-            return;
+        // Still holding only when unwinding (the normal path releases).
+        if let Some(owner) = self.owner.take() {
+            self.fail_queued(owner);
         }
+    }
+}
+
+impl<'a, K, V> Holding<'a, K, V> {
+    /// Fails every queued message (each caller gets `Lost`) and releases
+    /// the token: the way out when a panic escapes the owner.
+    #[cold]
+    #[inline(never)]
+    fn fail_queued(&self, mut owner: Held<'a, Owner<K, V>>) {
         loop {
-            while let Some(envelope) = self.shard.mailbox.pop() {
-                drop(envelope); // its responder wakes the caller with `Lost`
+            for _ in 0..owner.queued() {
+                match self.shard.mailbox.pop() {
+                    Some(envelope) => {
+                        owner.count_out();
+                        drop(envelope); // its responder wakes the caller with `Lost`
+                    }
+                    None => break,
+                }
             }
-            self.owner = None;
-            fence(Ordering::SeqCst);
-            if self.shard.mailbox.is_empty() {
-                return;
-            }
-            match self.shard.try_own() {
-                Some(owner) => self.owner = Some(owner),
-                None => return,
+            match owner.release() {
+                Release::Done => return,
+                Release::Queued(again, _) => owner = again,
             }
         }
     }
@@ -491,7 +565,7 @@ mod tests {
             s.submit(h(k), Op::Invalidate { key: k }).unwrap();
         }
         assert!(s.is_empty());
-        let owner = s.owner.lock().unwrap();
+        let owner = s.owner.take().expect("nobody else holds the token");
         assert!(
             owner.slots().slot_count() <= 64,
             "tombstones were not cleaned"

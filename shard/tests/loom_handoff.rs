@@ -4,10 +4,11 @@
 //! Under `coherent_loom` the crate's sync facade swaps in loom's atomics,
 //! fences, mutexes, threads and thread-locals, and a
 //! mutex-guarded queue for the mailbox (crossbeam's lock-free queue is
-//! invisible to loom; the SeqCst-fence argument that covers it is written in
-//! `shard.rs`). The models check the owner-token hand-off, acknowledgement
-//! after visibility, and the lease check, over every interleaving loom finds
-//! with the configured preemption bound.
+//! invisible to loom; the models rely only on its being a linearizable
+//! FIFO). The hand-off itself is the owner token's word (`token.rs`),
+//! which loom sees whole. The models check the owner-token hand-off,
+//! acknowledgement after visibility, and the lease check, over every
+//! interleaving loom finds with the configured preemption bound.
 #![cfg(coherent_loom)]
 
 use coherent_shard::{Op, Reply, Shard, Visible};
@@ -53,6 +54,31 @@ fn contended_writers_are_all_applied_and_answered() {
             })
         };
         insert(&s, 2, 20);
+        assert_eq!(s.get(2, &2, Visible::At(0)), Some(20));
+        assert_eq!(other.join().unwrap(), Some(10));
+        assert_eq!(s.get(1, &1, Visible::At(0)), Some(10));
+        assert_eq!(s.queued(), 0);
+    });
+}
+
+/// The same race through the direct write path (`Shard::write`, which
+/// takes the token only when it is free and nothing is queued, and falls
+/// back to the mailbox otherwise), against a writer using `submit`, and a
+/// removal racing both: all applied, all answered, nothing stranded.
+#[test]
+fn direct_writes_race_queued_ones_and_none_is_stranded() {
+    model("direct_writes", || {
+        let s = Arc::new(Shard::<u64, u64>::new(4, 2));
+        let other = {
+            let s = s.clone();
+            thread::spawn(move || {
+                assert_eq!(s.write(1, 1, Some(10)).unwrap(), None);
+                assert_eq!(s.write(3, 3, None).unwrap(), None);
+                s.get(1, &1, Visible::At(0))
+            })
+        };
+        insert(&s, 2, 20);
+        assert_eq!(s.write(3, 3, Some(30)).unwrap(), None);
         assert_eq!(s.get(2, &2, Visible::At(0)), Some(20));
         assert_eq!(other.join().unwrap(), Some(10));
         assert_eq!(s.get(1, &1, Visible::At(0)), Some(10));
