@@ -2,6 +2,7 @@
 //! behind one small trait so that every cache runs the same loop.
 
 pub mod compare;
+pub mod trace;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

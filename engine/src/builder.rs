@@ -2,11 +2,18 @@
 
 use crate::cache::Cache;
 use crate::error::Error;
+use coherent_shard::{Clock, Expiry, Listener, RemovalCause, ShardConfig, Weigher};
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The most shards a cache may have.
 pub const MAX_SHARDS: usize = 1 << 16;
+
+/// The smallest share of `max_capacity` a shard gets when the builder
+/// picks the shard count.
+const MIN_SHARE: u64 = 256;
 
 /// Configures and builds a [`Cache`].
 ///
@@ -32,6 +39,16 @@ pub struct CacheBuilder<K, V> {
     mailbox_capacity: usize,
     /// Expected entries, so that early inserts do not rebuild tables.
     initial_capacity: usize,
+    /// Whether `shards` was set by the caller (else it may be lowered to
+    /// fit a small `max_capacity`).
+    shards_set: bool,
+    max_capacity: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    expiry: Expiry,
+    listener: Option<Listener<K, V>>,
+    clock: Clock,
+    /// Whether reads count hits and misses (`None`: when bounded).
+    stats: Option<bool>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -41,6 +58,10 @@ impl<K, V> std::fmt::Debug for CacheBuilder<K, V> {
             .field("shards", &self.shards)
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("initial_capacity", &self.initial_capacity)
+            .field("max_capacity", &self.max_capacity)
+            .field("weigher", &self.weigher.is_some())
+            .field("expiry", &self.expiry)
+            .field("listener", &self.listener.is_some())
             .finish()
     }
 }
@@ -52,6 +73,13 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shards: (cores * 8).next_power_of_two().min(MAX_SHARDS),
             mailbox_capacity: 1024,
             initial_capacity: 0,
+            shards_set: false,
+            max_capacity: None,
+            weigher: None,
+            expiry: Expiry::default(),
+            listener: None,
+            clock: Clock::system(),
+            stats: None,
             _types: PhantomData,
         }
     }
@@ -66,6 +94,119 @@ where
     /// Must be between 1 and [`MAX_SHARDS`].
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self.shards_set = true;
+        self
+    }
+
+    /// Bounds the cache to `n` entries, or to a total weight of `n` with a
+    /// [`weigher`](Self::weigher). Each shard holds its share (`n` split
+    /// evenly), evicting by S3-FIFO when a write takes it over (see
+    /// `docs/guarantees.md`, G7, for the slack). Without a shard count of
+    /// its own, a bounded cache gets at most one shard per 256 units of
+    /// capacity (a power of two; a smaller share evicts worse); with one,
+    /// `n` must be at least the shard count.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::builder().max_capacity(100).build().unwrap();
+    /// for k in 0..1_000 {
+    ///     cache.insert(k, k).unwrap();
+    /// }
+    /// assert!(cache.len() <= 100);
+    /// ```
+    pub fn max_capacity(mut self, n: u64) -> Self {
+        self.max_capacity = Some(n);
+        self
+    }
+
+    /// Weighs each entry against [`max_capacity`](Self::max_capacity)
+    /// (default: every entry weighs 1). Runs in the shard, on each write;
+    /// a panic in it is caught and the entry weighs 1.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, String>::builder()
+    ///     .max_capacity(1_000) // bytes of values
+    ///     .weigher(|_k, v: &String| v.len() as u32)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, "x".repeat(600)).unwrap();
+    /// cache.insert(2, "y".repeat(600)).unwrap();
+    /// assert!(cache.weighted_size() <= 1_000);
+    /// ```
+    pub fn weigher(mut self, f: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// Entries stop being returned `ttl` after they are written (default:
+    /// never); the shard reclaims them. Per entry: `insert_with_expiry`.
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.expiry = self.expiry.with_ttl(ttl);
+        self
+    }
+
+    /// Entries stop being returned once not read for `tti` (default:
+    /// never); the shard reclaims them.
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.expiry = self.expiry.with_tti(tti);
+        self
+    }
+
+    /// Called for every entry that leaves the cache, with why: evicted,
+    /// expired, invalidated or replaced. It runs in the shard that owned
+    /// the entry, in the order of that shard's changes, after the change is
+    /// visible, never on a reader's thread. Keep it short: the shard's
+    /// writers wait for it. A panic in it is caught and logged; writing to
+    /// the cache from it is refused (`Error::Reentrant`).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use coherent::RemovalCause;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let cache = coherent::Cache::<u64, u64>::builder()
+    ///     .removal_listener(move |k, v, cause| log.lock().unwrap().push((*k, *v, cause)))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, 10).unwrap();
+    /// cache.insert(1, 11).unwrap();
+    /// cache.invalidate(&1).unwrap();
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Invalidated)]
+    /// );
+    /// ```
+    pub fn removal_listener(
+        mut self,
+        f: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(f));
+        self
+    }
+
+    /// Whether `get` counts hits and misses in [`Cache::stats`] (default:
+    /// yes for a bounded cache, whose eviction policy tunes itself on them;
+    /// no otherwise). Counting costs a `get` about 10% of its throughput
+    /// on this project's machine (`docs/benchmarks.md`); the other
+    /// statistics (loads, stale loads, evictions, expirations) are always
+    /// counted, by the shards, at no cost to readers.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::builder().stats(true).build().unwrap();
+    /// cache.insert(1, 1).unwrap();
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses), (1, 1));
+    /// ```
+    pub fn stats(mut self, on: bool) -> Self {
+        self.stats = Some(on);
+        self
+    }
+
+    /// The clock expiry is measured against (default: the system's
+    /// monotonic clock; [`Clock::manual`] for tests).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -95,11 +236,48 @@ where
                 "mailbox_capacity must be at least 1".to_owned(),
             ));
         }
-        let per_shard = self.initial_capacity.div_ceil(self.shards);
-        Ok(Cache::from_parts(
-            self.shards,
-            self.mailbox_capacity,
-            per_shard,
-        ))
+        let mut shards = self.shards;
+        if let Some(cap) = self.max_capacity {
+            if cap == 0 {
+                return Err(Error::InvalidConfig(
+                    "max_capacity must be at least 1".to_owned(),
+                ));
+            }
+            if self.shards_set {
+                if (cap as u128) < shards as u128 {
+                    return Err(Error::InvalidConfig(format!(
+                        "max_capacity ({cap}) must be at least the number of shards ({shards})"
+                    )));
+                }
+            } else {
+                // Each shard evicts within its own share, and a share of a
+                // few entries evicts badly: keep shares of at least
+                // MIN_SHARE (a small cache needs little write concurrency).
+                let fit = usize::try_from(cap / MIN_SHARE)
+                    .unwrap_or(usize::MAX)
+                    .max(1);
+                let fit = 1 << (usize::BITS - 1 - fit.leading_zeros()); // power of two below
+                shards = shards.min(fit);
+            }
+        }
+        let per_shard = self.initial_capacity.div_ceil(shards);
+        let reads = coherent_shard::ReadCounts::new(shards);
+        let configs = (0..shards)
+            .map(|i| ShardConfig {
+                mailbox_capacity: self.mailbox_capacity,
+                initial_capacity: per_shard,
+                budget: self.max_capacity.map(|cap| {
+                    let n = shards as u64;
+                    cap / n + u64::from((i as u64) < cap % n)
+                }),
+                weigher: self.weigher.clone(),
+                expiry: self.expiry,
+                listener: self.listener.clone(),
+                clock: self.clock.clone(),
+                reads: Some((reads.clone(), i)),
+                count_reads: self.stats.unwrap_or(self.max_capacity.is_some()),
+            })
+            .collect();
+        Ok(Cache::from_configs(configs))
     }
 }

@@ -3,7 +3,7 @@
 use crate::builder::CacheBuilder;
 use crate::error::Error;
 use crate::visibility::Watermark;
-use coherent_shard::{Op, Reply, Shard, SubmitError, Tag, TxnOp, Visible};
+use coherent_shard::{Expiry, Op, Reply, Shard, Stats, SubmitError, Tag, TxnOp, Visible};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -87,10 +87,8 @@ where
         CacheBuilder::default()
     }
 
-    pub(crate) fn from_parts(shards: usize, mailbox_capacity: usize, per_shard: usize) -> Self {
-        let shards = (0..shards)
-            .map(|_| Shard::new(mailbox_capacity, per_shard))
-            .collect();
+    pub(crate) fn from_configs(configs: Vec<coherent_shard::ShardConfig<K, V>>) -> Self {
+        let shards = configs.into_iter().map(Shard::with_config).collect();
         Self {
             inner: Arc::new(Inner {
                 shards,
@@ -214,6 +212,79 @@ where
         self.submit_async(hash, Op::InsertTagged { key, value, tags })
             .await
             .map(drop)
+    }
+
+    /// Sets `key` to `value` with its own time to live and/or time to
+    /// idle, overriding the cache's (see [`Expiry`](crate::Expiry)).
+    /// Visible when it returns, like [`insert`](Self::insert).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use coherent::{Cache, Clock, Expiry};
+    /// let clock = Clock::manual();
+    /// let cache = Cache::<&str, u64>::builder().clock(clock.clone()).build().unwrap();
+    /// cache.insert_with_expiry("session", 7, Expiry::ttl(Duration::from_secs(30))).unwrap();
+    /// assert_eq!(cache.get("session"), Some(7));
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get("session"), None); // expired: never returned
+    /// ```
+    pub fn insert_with_expiry(&self, key: K, value: V, expiry: Expiry) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "insert_with_expiry");
+        self.submit(hash, expiring(key, value, expiry)).map(drop)
+    }
+
+    /// [`insert_with_expiry`](Self::insert_with_expiry) for async code.
+    pub async fn insert_with_expiry_async(
+        &self,
+        key: K,
+        value: V,
+        expiry: Expiry,
+    ) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        self.submit_async(hash, expiring(key, value, expiry))
+            .await
+            .map(drop)
+    }
+
+    /// Entries in the cache, as of each shard's last change (expired
+    /// entries not yet reclaimed included).
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The total weight of the entries, as of each shard's last change:
+    /// what [`max_capacity`](crate::CacheBuilder::max_capacity) bounds.
+    /// Without a capacity, the number of entries.
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(Shard::weighted_size).sum()
+    }
+
+    /// Statistics summed over the shards: hits, misses, loads, stale loads
+    /// discarded, evictions, expirations. Hits and misses are counted when
+    /// [`CacheBuilder::stats`](crate::CacheBuilder::stats) says so (by
+    /// default in bounded caches), in per-thread rows (no locked
+    /// instruction); the rest always.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::builder().stats(true).build().unwrap();
+    /// cache.insert(1, 1).unwrap();
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses), (1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for shard in self.inner.shards.iter() {
+            total.add(&shard.stats());
+        }
+        total
     }
 
     /// [`invalidate_tag`](Self::invalidate_tag) for async code.
@@ -420,6 +491,16 @@ where
             None => TxnOp::Invalidate { hash, key },
         };
         (self.shard_index(hash), op)
+    }
+}
+
+/// A plain insert with its own expiry (no tags).
+fn expiring<K, V>(key: K, value: V, expiry: Expiry) -> Op<K, V> {
+    Op::InsertExpiring {
+        key,
+        value,
+        tags: Some(Vec::new()),
+        expiry,
     }
 }
 

@@ -48,4 +48,4 @@ pub use crate::builder::{CacheBuilder, MAX_SHARDS};
 pub use crate::cache::Cache;
 pub use crate::error::{Error, LoadError};
 pub use crate::txn::Transaction;
-pub use coherent_shard::Tag;
+pub use coherent_shard::{Clock, Expiry, RemovalCause, Stats, Tag};

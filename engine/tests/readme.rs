@@ -22,3 +22,18 @@ fn readme_example() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(cache.get_many(&[7, 3]), vec![Some("v2".to_owned()), None]);
     Ok(())
 }
+
+#[test]
+fn readme_bounded_example() -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::Duration;
+    let cache = coherent::Cache::<u64, String>::builder()
+        .max_capacity(10_000) // entries (or weight, with .weigher(...))
+        .time_to_live(Duration::from_secs(300)) // per entry: insert_with_expiry
+        .removal_listener(|k, _v, cause| tracing::debug!(k, ?cause, "removed"))
+        .build()?;
+    for k in 0..20_000 {
+        cache.insert(k, k.to_string())?;
+    }
+    assert!(cache.len() <= 10_000);
+    Ok(())
+}

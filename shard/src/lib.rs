@@ -22,10 +22,13 @@
 //! no write to the key committed while it ran. See `docs/guarantees.md` in
 //! the repository for the full contract and the tests behind each promise.
 
+mod clock;
 mod completion;
+mod limits;
 mod mailbox;
 mod message;
 mod owner;
+mod policy;
 mod reclaim;
 mod shard;
 mod sync;
@@ -33,7 +36,9 @@ mod table;
 mod tag;
 mod token;
 
+pub use crate::clock::Clock;
 pub use crate::completion::{Completion, Responder};
+pub use crate::limits::{Expiry, Listener, ReadCounts, RemovalCause, ShardConfig, Stats, Weigher};
 pub use crate::message::{Op, Reply, TxnOp, UpdateFn};
 pub use crate::shard::{yield_now, Shard, SubmitError, WaiterGuard};
 pub use crate::table::Visible;

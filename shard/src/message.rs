@@ -26,6 +26,17 @@ pub enum Op<K, V> {
         /// Its tags.
         tags: Vec<Tag>,
     },
+    /// Set `key` to `value`, with its own expiry and optional tags.
+    InsertExpiring {
+        /// The key.
+        key: K,
+        /// The new value.
+        value: V,
+        /// Its tags (`None`: keep those it had).
+        tags: Option<Vec<Tag>>,
+        /// How long it lives (overrides the cache's defaults).
+        expiry: crate::limits::Expiry,
+    },
     /// Remove `key`.
     Invalidate {
         /// The key.
@@ -136,6 +147,7 @@ impl<K, V> std::fmt::Debug for Op<K, V> {
         f.write_str(match self {
             Op::Insert { .. } => "Insert",
             Op::InsertTagged { .. } => "InsertTagged",
+            Op::InsertExpiring { .. } => "InsertExpiring",
             Op::Invalidate { .. } => "Invalidate",
             Op::Update { .. } => "Update",
             Op::LoadBegin { .. } => "LoadBegin",

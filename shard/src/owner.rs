@@ -5,15 +5,20 @@
 //! Every change is published to readers by one slot store in the read table
 //! before the message is answered (G1).
 
+use crate::clock::Clock;
 use crate::completion::Responder;
+use crate::limits::{millis, Expiry, Listener, RemovalCause, ShardConfig, ShardStats, Weigher};
 use crate::message::{Op, Reply, TxnOp};
+use crate::policy::Policy;
 use crate::reclaim::Garbage;
 use crate::sync::{AtomicPtr, Ordering};
 use crate::table::{
-    EntryAlloc, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots, View, Was,
+    EntryAlloc, EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots,
+    View, Was,
 };
 use crate::tag::Tag;
 use std::cell::Cell;
+use std::sync::Arc;
 /// The owner's own maps (leases, tags, a transaction's keys): foldhash,
 /// seeded per process, rather than std's SipHash, which was the largest
 /// single cost of a 10,000-entry tag invalidation.
@@ -152,6 +157,10 @@ pub(crate) struct Owner<K, V> {
     live: usize,
     /// Tombstones in `table`; they lengthen probes until the next rebuild.
     tombs: usize,
+    /// Whether anything beyond the plain write is configured or present:
+    /// a capacity, a listener, default expiry, or an entry that expires.
+    /// One flag on the hot line, so a plain cache's write skips the rest.
+    extras: bool,
     /// What was unlinked from `table` (or was `table`) and readers may
     /// still hold; freed once they cannot (reclaim.rs).
     garbage: Garbage<Retired<K, V>>,
@@ -165,6 +174,46 @@ pub(crate) struct Owner<K, V> {
     keys_of: HashMap<Tag, HashMap<K, u64>>,
     /// Source of lease tokens; never reused within a shard.
     next_token: u64,
+    /// Capacity: which entries to evict (`None`: unbounded).
+    policy: Option<Box<Policy<K, V>>>,
+    /// Expiry, weights and the removal listener.
+    settings: Settings<K, V>,
+    /// Whether an entry that can expire was ever written here (then writes
+    /// sweep a few slots for expired entries).
+    mortal: bool,
+    /// Where the next sweep starts.
+    sweep: usize,
+    /// Writes since the climber last looked at the statistics.
+    since_observe: u32,
+    /// The shard's statistics (readers count hits and misses there).
+    stats: Arc<ShardStats>,
+}
+
+/// What the owner needs of the configuration.
+struct Settings<K, V> {
+    clock: Clock,
+    /// Default time to live and time to idle, in ms (0: none).
+    ttl: u64,
+    tti: u64,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+}
+
+/// Slots examined for expired entries per write, once entries can expire.
+const SWEEP: usize = 8;
+
+/// The weight of `e` against the budget (1 without a weigher; 1 too if
+/// the weigher panics, which is logged).
+fn weigh<K, V>(settings: &Settings<K, V>, e: EntryRef<'_, K, V>) -> u32 {
+    let Some(w) = &settings.weigher else {
+        return 1;
+    };
+    let weigh = || catch_unwind(AssertUnwindSafe(|| as_closure(|| w(&e.key, &e.value))));
+    weigh().unwrap_or_else(|payload| {
+        let message = panic_message(&*payload);
+        tracing::warn!(%message, "weigher panicked; the entry weighs 1");
+        1
+    })
 }
 
 impl<K, V> std::fmt::Debug for Owner<K, V> {
@@ -183,7 +232,11 @@ where
     V: Clone,
 {
     /// An owner of `table`, whose pointer the shard publishes.
-    pub(crate) fn new(table: OwnedSlots<K, V>) -> Self {
+    pub(crate) fn new(
+        table: OwnedSlots<K, V>,
+        config: &ShardConfig<K, V>,
+        stats: Arc<ShardStats>,
+    ) -> Self {
         Self {
             table: Some(table),
             live: 0,
@@ -195,6 +248,21 @@ where
             keys_of: HashMap::default(),
             pending: None,
             next_token: 0,
+            policy: config.budget.map(|b| Box::new(Policy::new(b))),
+            settings: Settings {
+                clock: config.clock.clone(),
+                ttl: config.expiry.time_to_live().map_or(0, millis),
+                tti: config.expiry.time_to_idle().map_or(0, millis),
+                weigher: config.weigher.clone(),
+                listener: config.listener.clone(),
+            },
+            mortal: false,
+            extras: config.budget.is_some()
+                || config.listener.is_some()
+                || config.expiry != Expiry::default(),
+            sweep: 0,
+            since_observe: 0,
+            stats,
         }
     }
 
@@ -216,6 +284,7 @@ where
                 key,
                 Some(value),
                 Some(Vec::new()),
+                None,
                 published,
             ))),
             Op::InsertTagged { key, value, tags } => Some(done(self.write(
@@ -223,13 +292,29 @@ where
                 key,
                 Some(value),
                 Some(tags),
+                None,
                 published,
             ))),
-            Op::Invalidate { key } => Some(done(self.write(hash, key, None, None, published))),
+            Op::InsertExpiring {
+                key,
+                value,
+                tags,
+                expiry,
+            } => Some(done(self.write(
+                hash,
+                key,
+                Some(value),
+                tags,
+                Some(expiry),
+                published,
+            ))),
+            Op::Invalidate { key } => {
+                Some(done(self.write(hash, key, None, None, None, published)))
+            }
             Op::Update { key, f } => {
                 let result = {
                     let current = match self.slots().probe(hash, &key) {
-                        Probe::Found(i) => self.slots().value_at(i),
+                        Probe::Found(i) => self.value_now(i),
                         Probe::Vacant(_) => None,
                     };
                     catch_unwind(AssertUnwindSafe(|| as_closure(|| f(current))))
@@ -240,10 +325,12 @@ where
                         tracing::warn!(%message, "update closure panicked; nothing changed");
                         Some(Reply::UpdatePanicked(message))
                     }
-                    Ok(new) => Some(match self.write(hash, key, new.clone(), None, published) {
-                        None => Reply::Updated(new),
-                        Some(stamp) => Reply::UpdatedAt(new, stamp),
-                    }),
+                    Ok(new) => Some(
+                        match self.write(hash, key, new.clone(), None, None, published) {
+                            None => Reply::Updated(new),
+                            Some(stamp) => Reply::UpdatedAt(new, stamp),
+                        },
+                    ),
                 }
             }
             Op::LoadBegin { key, tags, waiter } => {
@@ -287,6 +374,7 @@ where
         key: K,
         value: Option<V>,
         tags: Option<Vec<Tag>>,
+        expiry: Option<Expiry>,
         published: &Published<K, V>,
     ) -> Option<u64> {
         // The common case, checked first: no transaction pending here, no
@@ -297,12 +385,15 @@ where
             && tags.as_ref().is_none_or(Vec::is_empty)
         {
             match value {
-                Some(v) => self.put(hash, key, v, published),
+                Some(v) => self.put(hash, key, v, expiry, published),
                 None => self.remove(hash, &key),
             }
+            self.maintain();
             return None;
         }
-        self.write_in_context(hash, key, value, tags, published)
+        let stamp = self.write_in_context(hash, key, value, tags, expiry, published);
+        self.maintain();
+        stamp
     }
 
     /// `write` when a transaction, a load or a tag may be involved.
@@ -313,6 +404,7 @@ where
         key: K,
         value: Option<V>,
         tags: Option<Vec<Tag>>,
+        expiry: Option<Expiry>,
         published: &Published<K, V>,
     ) -> Option<u64> {
         let fold = self
@@ -330,7 +422,7 @@ where
         self.cancel_lease(&key, value.as_ref());
         let present = value.is_some();
         match value {
-            Some(v) => self.put(hash, key.clone(), v, published),
+            Some(v) => self.put(hash, key.clone(), v, expiry, published),
             None => self.remove(hash, &key),
         }
         if self.tags_of.is_empty() && tags.as_ref().is_none_or(Vec::is_empty) {
@@ -355,7 +447,7 @@ where
         published: &Published<K, V>,
     ) {
         self.reserve(published);
-        let entry = value.map(|v| self.new_entry(hash, key.clone(), v));
+        let entry = value.map(|v| self.new_entry(hash, key.clone(), v, None));
         let present = entry.is_some();
         // Whether the key has an intent of this stamp once the write is in.
         let staged = match self.slots().probe(hash, &key) {
@@ -378,7 +470,10 @@ where
                 }
                 staged
             }
-            Probe::Found(i) => self.slots().stage(i, hash, stamp, entry),
+            Probe::Found(i) => {
+                self.untrack(i);
+                self.slots().stage(i, hash, stamp, entry)
+            }
             Probe::Vacant(i) => {
                 let was_tomb = matches!(self.slots().view(i), View::Tomb);
                 let staged = self.slots().stage(i, hash, stamp, entry);
@@ -473,9 +568,12 @@ where
             self.doom_lease(&key);
             self.reserve(published);
             let present = value.is_some();
-            let entry = value.map(|v| self.new_entry(hash, key.clone(), v));
+            let entry = value.map(|v| self.new_entry(hash, key.clone(), v, None));
             let staged_here = match self.slots().probe(hash, &key) {
-                Probe::Found(i) => self.slots().stage(i, hash, stamp, entry),
+                Probe::Found(i) => {
+                    self.untrack(i);
+                    self.slots().stage(i, hash, stamp, entry)
+                }
                 Probe::Vacant(i) => {
                     let was_tomb = matches!(self.slots().view(i), View::Tomb);
                     let staged_here = self.slots().stage(i, hash, stamp, entry);
@@ -517,6 +615,16 @@ where
             let tomb = matches!(vacancy, Put::Tomb);
             let (other, shell, vacant) = self.slots().resolve(i, keep_new, vacancy);
             if let Some(e) = other {
+                // Committed: `e` was the value readers saw until now. Rolled
+                // back: `e` was staged and never seen; nobody is told.
+                if keep_new {
+                    let cause = if vacant {
+                        RemovalCause::Invalidated
+                    } else {
+                        RemovalCause::Replaced
+                    };
+                    self.notify(e.get(), cause);
+                }
                 self.retire(Retired::Entry(e));
             }
             self.retire(Retired::Intent(shell));
@@ -524,12 +632,16 @@ where
                 self.live -= 1;
                 self.tombs += usize::from(tomb);
                 self.clear_tags(&key);
-            } else if keep_new {
-                if let Some(tags) = p.new_tags.remove(&key) {
-                    self.set_tags(hash, &key, tags);
+            } else {
+                self.track(i);
+                if keep_new {
+                    if let Some(tags) = p.new_tags.remove(&key) {
+                        self.set_tags(hash, &key, tags);
+                    }
                 }
             }
         }
+        self.maintain();
     }
 
     /// What a slot becomes when its key goes: empty if that cannot break a
@@ -591,17 +703,196 @@ where
         }
     }
 
-    /// A new entry, in pooled memory when there is some.
-    fn new_entry(&mut self, hash: u64, key: K, value: V) -> OwnedEntry<K, V> {
+    /// A new entry, in pooled memory when there is some. `expiry`
+    /// overrides the cache's default time to live and time to idle.
+    fn new_entry(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        expiry: Option<Expiry>,
+    ) -> OwnedEntry<K, V> {
+        let life = self.life(expiry);
+        // Extended (eviction bookkeeping, expiry) when bounded or expiring.
+        let ext = life.is_mortal() || (self.extras && self.policy.is_some());
         match self.pool.pop() {
-            Some(alloc) => {
+            Some(alloc) if alloc.fits(ext) => {
                 // The next write's memory: warm by the time it comes.
                 if let Some(next) = self.pool.last() {
                     next.prefetch();
                 }
-                OwnedEntry::new_in(alloc, hash, key, value)
+                OwnedEntry::new_in(alloc, hash, key, value, life)
             }
-            None => OwnedEntry::new(hash, key, value),
+            // Pooled memory of the other layout goes back to the allocator.
+            _ => OwnedEntry::new(hash, key, value, life, ext),
+        }
+    }
+
+    /// How long a new entry lives (no clock read when nothing expires).
+    #[inline]
+    fn life(&mut self, expiry: Option<Expiry>) -> Life {
+        if expiry.is_none() && !self.extras {
+            return Life::default();
+        }
+        let (ttl, tti) = match expiry {
+            None => (self.settings.ttl, self.settings.tti),
+            Some(e) => (
+                e.time_to_live().map_or(self.settings.ttl, millis),
+                e.time_to_idle().map_or(self.settings.tti, millis),
+            ),
+        };
+        if ttl == 0 && tti == 0 {
+            return Life::default();
+        }
+        self.mortal = true;
+        self.extras = true;
+        let now = self.settings.clock.now_ms();
+        Life {
+            expires: if ttl == 0 { 0 } else { now.saturating_add(ttl) },
+            idle: tti,
+            now,
+        }
+    }
+
+    /// The value in slot `i` as a caller may be given it now: none if
+    /// expired (an intent's staged value counts as current, see
+    /// `Slots::value_at`).
+    fn value_now(&self, i: usize) -> Option<&V> {
+        match self.slots().view(i) {
+            View::Live(e) if e.mortal() && !e.alive_at(self.settings.clock.now_ms()) => None,
+            _ => self.slots().value_at(i),
+        }
+    }
+
+    /// Starts tracking the entry in slot `i` for eviction (it just became
+    /// a plain entry).
+    fn track(&mut self, i: usize) {
+        let Some(p) = self.policy.as_mut() else {
+            return;
+        };
+        let table = self.table.as_ref().expect("an owner always has a table");
+        if let View::Live(e) = table.get().view(i) {
+            p.insert(e, weigh(&self.settings, e));
+        }
+    }
+
+    /// Stops tracking the entry in slot `i` (it is about to be unlinked or
+    /// staged by a transaction).
+    fn untrack(&mut self, i: usize) {
+        let Some(p) = self.policy.as_mut() else {
+            return;
+        };
+        let table = self.table.as_ref().expect("an owner always has a table");
+        if let View::Live(e) = table.get().view(i) {
+            p.remove(e);
+        }
+    }
+
+    /// Tells the listener that `e` left, and counts it.
+    fn notify(&self, e: EntryRef<'_, K, V>, cause: RemovalCause) {
+        match cause {
+            RemovalCause::Evicted => ShardStats::bump(&self.stats.evictions),
+            RemovalCause::Expired => ShardStats::bump(&self.stats.expirations),
+            RemovalCause::Invalidated | RemovalCause::Replaced => {}
+        }
+        let Some(listener) = &self.settings.listener else {
+            return;
+        };
+        let call = || {
+            catch_unwind(AssertUnwindSafe(|| {
+                as_closure(|| listener(&e.key, &e.value, cause))
+            }))
+        };
+        if let Err(payload) = call() {
+            let message = panic_message(&*payload);
+            tracing::warn!(%message, "removal listener panicked; the shard goes on");
+        }
+    }
+
+    /// The cause for an entry that is leaving: `Expired` if it had.
+    fn cause(&self, e: EntryRef<'_, K, V>, otherwise: RemovalCause) -> RemovalCause {
+        if e.mortal() && !e.alive_at(self.settings.clock.now_ms()) {
+            RemovalCause::Expired
+        } else {
+            otherwise
+        }
+    }
+
+    /// After a change: evicts while over budget, sweeps a few slots for
+    /// expired entries, and lets the climber look at the statistics.
+    #[inline]
+    fn maintain(&mut self) {
+        if self.extras {
+            self.maintain_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn maintain_slow(&mut self) {
+        if self.policy.is_none() && !self.mortal {
+            return;
+        }
+        if self.mortal {
+            self.sweep();
+        }
+        let Some(policy) = self.policy.as_mut() else {
+            return;
+        };
+        self.since_observe += 1;
+        if self.since_observe >= 64 {
+            self.since_observe = 0;
+            let (hits, misses) = self.stats.reads();
+            policy.observe(hits, misses);
+        }
+        while self.policy.as_ref().is_some_and(|p| p.over()) {
+            let Some((hash, victim)) = self.policy.as_mut().and_then(|p| p.victim()) else {
+                break;
+            };
+            match self.slots().position(hash, victim) {
+                Some(i) => self.unlink(i, RemovalCause::Evicted),
+                None => debug_assert!(false, "a tracked entry is in the table"),
+            }
+        }
+        if let Some(p) = &self.policy {
+            // Relaxed: a statistic (`Shard::weighted_size`).
+            self.stats
+                .weight
+                .store(p.weight(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Removes expired entries among the next few slots.
+    fn sweep(&mut self) {
+        let now = self.settings.clock.now_ms();
+        let n = self.slots().slot_count();
+        for _ in 0..SWEEP.min(n) {
+            let i = self.sweep % n;
+            self.sweep = self.sweep.wrapping_add(1);
+            if let View::Live(e) = self.slots().view(i) {
+                if e.mortal() && !e.alive_at(now) {
+                    self.untrack(i);
+                    self.unlink(i, RemovalCause::Expired);
+                }
+            }
+        }
+    }
+
+    /// Unlinks the plain entry in slot `i` (already untracked by the
+    /// policy), tells the listener, and retires it.
+    fn unlink(&mut self, i: usize, cause: RemovalCause) {
+        self.live -= 1;
+        let vacancy = self.vacancy(i);
+        if matches!(vacancy, Put::Tomb) {
+            self.tombs += 1;
+        }
+        match self.slots().publish(i, vacancy) {
+            Was::Live(e) => {
+                self.clear_tags(&e.get().key);
+                let cause = self.cause(e.get(), cause);
+                self.notify(e.get(), cause);
+                self.retire(Retired::Entry(e));
+            }
+            other => self.retire_was(other),
         }
     }
 
@@ -612,7 +903,7 @@ where
         let pending = self.pending_covers(&key, &tags);
         if !pending {
             if let Probe::Found(i) = self.slots().probe(hash, &key) {
-                if let Some(v) = self.slots().value_at(i) {
+                if let Some(v) = self.value_now(i) {
                     let _ = waiter.send(Reply::Hit(v.clone()));
                     return;
                 }
@@ -644,13 +935,17 @@ where
         token: u64,
         published: &Published<K, V>,
     ) -> Reply<V> {
+        if self.leases.get(&key).is_some_and(|l| l.token == token) {
+            ShardStats::bump(&self.stats.loads);
+        }
         match self.leases.get(&key) {
             Some(lease) if lease.token == token && !lease.doomed => {
                 let lease = self.leases.remove(&key).expect("lease was just found");
                 // Not doomed, so neither the key nor its tags are pending:
                 // this applies now (`write` would not fold it).
-                self.put(hash, key.clone(), value.clone(), published);
+                self.put(hash, key.clone(), value.clone(), None, published);
                 self.set_tags(hash, &key, lease.tags);
+                self.maintain();
                 for w in lease.waiters {
                     let _ = w.send(Reply::Hit(value.clone()));
                 }
@@ -658,6 +953,7 @@ where
             }
             Some(lease) if lease.token == token => {
                 tracing::debug!(token, "load raced a write; value discarded");
+                ShardStats::bump(&self.stats.stale_loads);
                 self.promote(key);
                 Reply::Discarded
             }
@@ -712,13 +1008,27 @@ where
     }
 
     #[inline]
-    fn put(&mut self, hash: u64, key: K, value: V, published: &Published<K, V>) {
+    fn put(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        expiry: Option<Expiry>,
+        published: &Published<K, V>,
+    ) {
         self.reserve(published);
         let probe = self.slots().probe(hash, &key);
-        let entry = self.new_entry(hash, key, value);
+        let entry = self.new_entry(hash, key, value, expiry);
         match probe {
             Probe::Found(i) => {
+                if self.extras && self.policy.is_some() {
+                    self.replace_tracked(i, &entry);
+                }
                 let was = self.slots().publish(i, Put::Entry(entry));
+                if let (true, Was::Live(old)) = (self.extras, &was) {
+                    let cause = self.cause(old.get(), RemovalCause::Replaced);
+                    self.notify(old.get(), cause);
+                }
                 self.retire_was(was);
             }
             Probe::Vacant(i) => {
@@ -726,22 +1036,30 @@ where
                     self.tombs -= 1;
                 }
                 self.live += 1;
+                if self.extras {
+                    self.track(i);
+                }
             }
+        }
+    }
+
+    /// The policy's side of `new` replacing the entry in slot `i`.
+    #[inline(never)]
+    fn replace_tracked(&mut self, i: usize, new: &OwnedEntry<K, V>) {
+        let w = weigh(&self.settings, new.get());
+        let table = self.table.as_ref().expect("an owner always has a table");
+        if let (Some(p), View::Live(old)) = (self.policy.as_mut(), table.get().view(i)) {
+            p.replace(old, new.get(), w);
         }
     }
 
     fn remove(&mut self, hash: u64, key: &K) {
         if let Probe::Found(i) = self.slots().probe(hash, key) {
-            self.live -= 1;
+            self.untrack(i);
             // Nothing was ever placed past an empty slot on this chain since
             // the last rebuild, so if the next slot is empty the chain may
             // end here; otherwise leave a tombstone for readers to probe past.
-            let vacancy = self.vacancy(i);
-            if matches!(vacancy, Put::Tomb) {
-                self.tombs += 1;
-            }
-            let was = self.slots().publish(i, vacancy);
-            self.retire_was(was);
+            self.unlink(i, RemovalCause::Invalidated);
         }
     }
 
@@ -830,6 +1148,9 @@ impl<K, V> Drop for Owner<K, V> {
         // The shard is going: no reader is left (they borrow the shard), so
         // the current array and its entries go now; the garbage drops with
         // the owner.
+        if let Some(p) = self.policy.as_mut() {
+            p.clear(); // its pointers go with the table
+        }
         if let Some(table) = self.table.take() {
             table.free_with_entries();
         }

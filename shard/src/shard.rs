@@ -21,7 +21,9 @@
 //! free or the holder sees the count. The loom models in
 //! `tests/loom_handoff.rs` of this crate check this over every interleaving.
 
+use crate::clock::Clock;
 use crate::completion::{completion, Completion, Responder};
+use crate::limits::{ReadCounts, ShardConfig, ShardStats, Stats};
 use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
@@ -33,6 +35,7 @@ use crate::token::{Held, Release, Token};
 use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::sync::Arc;
 
 /// Why a message could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,29 @@ struct Envelope<K, V> {
     reply: Option<Responder<Reply<V>>>,
 }
 
+/// What `get` reads besides the table, kept on the published pointer's
+/// cache line: whether to count reads for eviction, the clock expiry is
+/// measured against, and where reads are counted.
+struct ReadSide<K, V> {
+    table: Published<K, V>,
+    bounded: bool,
+    clock: Clock,
+    /// Where this shard's reads are counted, and where its pair of
+    /// counters starts there (twice its index).
+    reads: Arc<ReadCounts>,
+    pair: usize,
+    /// Whether reads are counted (`ShardConfig::count_reads`).
+    count: bool,
+    stats: Arc<ShardStats>,
+}
+
+impl<K, V> std::ops::Deref for ReadSide<K, V> {
+    type Target = Published<K, V>;
+    fn deref(&self) -> &Published<K, V> {
+        &self.table
+    }
+}
+
 /// One shard of the cache. See the module docs for the protocol.
 /// `repr(C)`: `slots` (readers) on its own lines, then the token word and
 /// the owner's hot fields together (`token.rs`, `owner.rs`).
@@ -97,7 +123,7 @@ pub struct Shard<K, V> {
     /// The slot array readers see (owned by the owner; replaced only when
     /// it rebuilds the table). Padded to its own cache line: writers update
     /// the counters below on every write, and readers must not pay for that.
-    slots: CachePadded<Published<K, V>>,
+    slots: CachePadded<ReadSide<K, V>>,
     /// The owner token (with the count of queued messages) and the state
     /// only its holder may touch.
     owner: Token<Owner<K, V>>,
@@ -163,20 +189,58 @@ where
     V: Clone,
 {
     /// A shard whose mailbox holds `mailbox_capacity` messages and whose
-    /// read table starts with room for about `initial_capacity` entries.
+    /// read table starts with room for about `initial_capacity` entries;
+    /// unbounded, nothing expires.
     pub fn new(mailbox_capacity: usize, initial_capacity: usize) -> Self {
+        Self::with_config(ShardConfig {
+            mailbox_capacity,
+            initial_capacity,
+            ..ShardConfig::default()
+        })
+    }
+
+    /// A shard configured by `config` (capacity, expiry, listener).
+    pub fn with_config(config: ShardConfig<K, V>) -> Self {
         // Room for `initial_capacity` at half load (growth comes at 2/3).
-        let slots = (initial_capacity.saturating_mul(2))
+        let slots = (config.initial_capacity.saturating_mul(2))
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 2))
             .max(MIN_SLOTS);
         let table = OwnedSlots::new(Slots::with_slots(slots));
+        let (reads, index) = config
+            .reads
+            .clone()
+            .unwrap_or_else(|| (ReadCounts::new(1), 0));
+        let stats = Arc::new(ShardStats::new(reads.clone(), index));
         Self {
-            slots: CachePadded::new(AtomicPtr::new(table.as_ptr())),
-            owner: Token::new(Owner::new(table)),
-            mailbox: Mailbox::bounded(mailbox_capacity.max(1)),
+            slots: CachePadded::new(ReadSide {
+                table: AtomicPtr::new(table.as_ptr()),
+                bounded: config.budget.is_some(),
+                clock: config.clock.clone(),
+                reads,
+                pair: index * 2,
+                count: config.count_reads,
+                stats: stats.clone(),
+            }),
+            owner: Token::new(Owner::new(table, &config, stats)),
+            mailbox: Mailbox::bounded(config.mailbox_capacity.max(1)),
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
+        }
+    }
+
+    /// This shard's statistics so far.
+    pub fn stats(&self) -> Stats {
+        self.slots.stats.snapshot()
+    }
+
+    /// The total weight of the entries (bounded shards), or their number.
+    pub fn weighted_size(&self) -> u64 {
+        if self.slots.bounded {
+            // Relaxed: a statistic the owner stores after each change.
+            self.slots.stats.weight.load(Ordering::Relaxed)
+        } else {
+            self.len() as u64
         }
     }
 
@@ -191,15 +255,33 @@ where
         Q: Eq + ?Sized,
     {
         let _pin = reclaim::pin();
+        let read = &*self.slots;
         // Acquire: pairs with the owner's Release store of a new array, so
         // the entries placed in it are visible.
-        let slots = self.slots.load(Ordering::Acquire);
+        let slots = read.table.load(Ordering::Acquire);
         // SAFETY: the published array is always a live `Slots` (set in
         // `new`, replaced only by `Owner::rebuild`), and a replaced one is
         // freed only after every reader pinned before its replacement has
         // unpinned (reclaim.rs); we are pinned. The owner frees the current
         // one only when the shard drops, and `&self` borrows the shard.
-        unsafe { &*slots }.get(hash, key, visible)
+        let found = unsafe { &*slots }.find(hash, key, visible);
+        let value = match found {
+            // A plain entry: nothing to check, nothing to record.
+            Some(e) if e.extra().is_none() => Some(e.value.clone()),
+            Some(e) => {
+                // Checked against the clock only when the entry can expire.
+                let now = if e.mortal() { read.clock.now_ms() } else { 0 };
+                e.alive_at(now).then(|| {
+                    e.touch(now);
+                    e.value.clone()
+                })
+            }
+            None => None,
+        };
+        if read.count {
+            read.reads.count(read.pair, value.is_some());
+        }
+        value
     }
 
     /// Applies `op` and returns once its effect is visible to every `get`
@@ -237,8 +319,10 @@ where
         if !in_closure() {
             if let Some(owner) = self.owner.take_idle() {
                 return Ok(self.serve_with(owner, |owner, published| match value {
-                    Some(value) => owner.write(hash, key, Some(value), Some(Vec::new()), published),
-                    None => owner.write(hash, key, None, None, published),
+                    Some(value) => {
+                        owner.write(hash, key, Some(value), Some(Vec::new()), None, published)
+                    }
+                    None => owner.write(hash, key, None, None, None, published),
                 }));
             }
         }

@@ -23,19 +23,265 @@
 //! `reclaim.rs` and docs/design.md). Why not an `ArcSwapOption` per slot
 //! (before that): two arc-swap loads per `get`.
 
-use crate::sync::{AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-/// One cached entry. Immutable once published: a change publishes a new one.
+/// One cached entry. Its key and value never change once published: a
+/// change publishes a new entry.
+///
+/// Two layouts share this header. A plain entry is just this (24 bytes for
+/// `u64` keys and values, a 32-byte allocator chunk). An extended entry
+/// (every entry of a bounded shard, and entries that can expire) is the
+/// header followed by an [`Extra`] in one allocation ([`Extended`]), marked
+/// by a bit of `stored` ([`EXT`]). So a cache pays for capacity and expiry only
+/// when it uses them. The extra part is reached only through raw pointers
+/// that cover the whole allocation ([`EntryRef`]), never through `&Entry`.
+#[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
-    /// The full hash, compared before the key so that a probe rarely calls
-    /// the key's `Eq`.
-    pub(crate) hash: u64,
+    /// The full hash, with bit 39 replaced by [`EXT`]; compared
+    /// before the key so that a probe rarely calls the key's `Eq`.
+    stored: u64,
     pub(crate) key: K,
     pub(crate) value: V,
+}
+
+/// The mark of an extended entry in `Entry::stored`: bit 39 of the hash,
+/// which nothing derives a position from (a probe starts from the low bits,
+/// at most 2^38 slots; the slot tag comes from bits 40-63; the shard from
+/// the lookup hash, never a stored one). A stored hash therefore still
+/// places its entry after a rebuild, and tags it.
+const EXT: u64 = 1 << 39;
+
+/// An extended entry: the header, then what only bounded or expiring
+/// entries need.
+#[repr(C)]
+struct Extended<K, V> {
+    entry: Entry<K, V>,
+    extra: Extra,
+}
+
+/// What an extended entry carries. Readers may set `freq`, and an expiring
+/// entry's last-read time, with relaxed stores; `meta` is the owner's.
+#[derive(Debug)]
+pub(crate) struct Extra {
+    /// When the entry expires, if it can.
+    life: Option<Box<Mortal>>,
+    /// The eviction policy's bookkeeping (`policy.rs`): which queue holds
+    /// the entry and where. Readers never touch it.
+    pub(crate) meta: OwnerCell<u32>,
+    /// Reads since the owner last looked, saturating at [`FREQ_MAX`]. The
+    /// eviction policy's input.
+    pub(crate) freq: AtomicU8,
+}
+
+/// The most `Extra::freq` counts (2 bits' worth).
+pub(crate) const FREQ_MAX: u8 = 3;
+
+/// An expiring entry's clock.
+#[derive(Debug)]
+pub(crate) struct Mortal {
+    /// Deadline (time to live) in clock milliseconds; `u64::MAX`: none.
+    expires: u64,
+    /// Time to idle in milliseconds; `u64::MAX`: none.
+    idle: u64,
+    /// The last read, in clock milliseconds (for the time to idle).
+    touched: AtomicU64,
+}
+
+/// How long an entry lives, as given when it is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Life {
+    /// Deadline in clock milliseconds; 0: none.
+    pub(crate) expires: u64,
+    /// Time to idle in milliseconds; 0: none.
+    pub(crate) idle: u64,
+    /// The clock when the entry was made.
+    pub(crate) now: u64,
+}
+
+impl Life {
+    fn mortal(self) -> Option<Box<Mortal>> {
+        if self.expires == 0 && self.idle == 0 {
+            return None;
+        }
+        let or_never = |x: u64| if x == 0 { u64::MAX } else { x };
+        Some(Box::new(Mortal {
+            expires: or_never(self.expires),
+            idle: or_never(self.idle),
+            touched: AtomicU64::new(self.now),
+        }))
+    }
+
+    /// Whether an entry with this life can expire.
+    pub(crate) fn is_mortal(&self) -> bool {
+        self.expires != 0 || self.idle != 0
+    }
+}
+
+impl<K, V> Entry<K, V> {
+    /// The key's hash.
+    #[inline]
+    pub(crate) fn hash(&self) -> u64 {
+        self.stored & !EXT
+    }
+
+    /// Whether this entry's hash is `hash`, given as `hash | EXT`.
+    #[inline]
+    fn hashed(&self, hash_ext: u64) -> bool {
+        self.stored | EXT == hash_ext
+    }
+}
+
+impl Extra {
+    /// Whether the entry may be returned at clock time `now`.
+    #[inline]
+    fn alive_at(&self, now: u64) -> bool {
+        self.life.as_deref().is_none_or(|m| {
+            now < m.expires && now.saturating_sub(m.touched.load(Ordering::Relaxed)) < m.idle
+        })
+    }
+
+    /// A reader's record of one read: the access count and the idle clock.
+    /// Relaxed stores, each skipped when it would change nothing, so a hot
+    /// entry's cache line is not written on every read.
+    #[inline]
+    fn touch(&self, now: u64) {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f < FREQ_MAX {
+            self.freq.store(f + 1, Ordering::Relaxed);
+        }
+        if let Some(m) = self.life.as_deref() {
+            if m.idle != u64::MAX && m.touched.load(Ordering::Relaxed) < now {
+                m.touched.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A live entry, reached through the pointer its slot (or its owner)
+/// holds, so that an extended entry's extra part is in reach. Valid while
+/// the caller is pinned (readers) or is the owner and has not unlinked it.
+pub(crate) struct EntryRef<'a, K, V> {
+    ptr: NonNull<Entry<K, V>>,
+    _entry: PhantomData<&'a Entry<K, V>>,
+}
+
+impl<K, V> Clone for EntryRef<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for EntryRef<'_, K, V> {}
+
+impl<'a, K, V> std::ops::Deref for EntryRef<'a, K, V> {
+    type Target = Entry<K, V>;
+    fn deref(&self) -> &Entry<K, V> {
+        // SAFETY: made only from pointers to live, initialised entries
+        // (`EntryRef::new` callers), valid for 'a (type docs).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<'a, K, V> EntryRef<'a, K, V> {
+    /// # Safety
+    /// `ptr` points to a live, initialised entry (plain or extended) with
+    /// provenance over its whole allocation, valid for `'a`.
+    unsafe fn new(ptr: *mut Entry<K, V>) -> Self {
+        Self {
+            // SAFETY: the caller's pointer is to a live entry: non-null.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            _entry: PhantomData,
+        }
+    }
+
+    /// The extra part of an extended entry.
+    #[inline]
+    pub(crate) fn extra(self) -> Option<&'a Extra> {
+        if self.stored & EXT == 0 {
+            return None;
+        }
+        // SAFETY: `stored` carries EXT only in an `Extended` allocation
+        // (`OwnedEntry::new_in`), whose `entry` field (this header) is at
+        // offset 0 (`repr(C)`), and `ptr` covers the allocation.
+        Some(unsafe { &(*self.ptr.as_ptr().cast::<Extended<K, V>>()).extra })
+    }
+
+    /// Whether the entry can expire at all.
+    #[inline]
+    pub(crate) fn mortal(self) -> bool {
+        self.extra().is_some_and(|x| x.life.is_some())
+    }
+
+    /// Whether the entry may be returned at clock time `now`.
+    #[inline]
+    pub(crate) fn alive_at(self, now: u64) -> bool {
+        self.extra().is_none_or(|x| x.alive_at(now))
+    }
+
+    /// A reader's record of one read (extended entries only; see
+    /// [`Extra::touch`]).
+    #[inline]
+    pub(crate) fn touch(self, now: u64) {
+        if let Some(x) = self.extra() {
+            x.touch(now);
+        }
+    }
+
+    /// The entry, for as long as the reference is valid.
+    pub(crate) fn entry(self) -> &'a Entry<K, V> {
+        // SAFETY: as in `deref`, for 'a.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Where the entry lives (for the policy's queues).
+    pub(crate) fn as_ptr(self) -> *mut Entry<K, V> {
+        self.ptr.as_ptr()
+    }
+
+    /// An entry the policy queued (its pointer came from `as_ptr`).
+    ///
+    /// # Safety
+    /// As for `new`: the entry is still live and linked.
+    pub(crate) unsafe fn from_queue(ptr: *mut Entry<K, V>) -> Self {
+        // SAFETY: the caller's promise.
+        unsafe { Self::new(ptr) }
+    }
+}
+
+/// A cell only the owner of the shard (the token holder) reads or writes.
+pub(crate) struct OwnerCell<T>(std::cell::UnsafeCell<T>);
+
+// SAFETY: the owner reaches the value only while holding the shard's token
+// (exclusive, `token.rs`), and readers never do, so there is never a
+// concurrent access; `T: Send` because the holder may be any thread.
+unsafe impl<T: Send> Sync for OwnerCell<T> {}
+
+impl<T: Copy> OwnerCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// The value. Owner only.
+    pub(crate) fn get(&self) -> T {
+        // SAFETY: see `Sync` above: only the token holder calls this.
+        unsafe { *self.0.get() }
+    }
+
+    /// Replaces the value. Owner only.
+    pub(crate) fn set(&self, value: T) {
+        // SAFETY: as in `get`.
+        unsafe { *self.0.get() = value }
+    }
+}
+
+impl<T: Copy + std::fmt::Debug> std::fmt::Debug for OwnerCell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerCell")
+    }
 }
 
 /// The tombstone: a removed key's slot, which readers probe past. Address 1
@@ -234,7 +480,7 @@ pub(crate) enum Probe {
 pub(crate) enum View<'a, K, V> {
     Empty,
     Tomb,
-    Live(&'a Entry<K, V>),
+    Live(EntryRef<'a, K, V>),
     Intent(&'a Intent<K, V>),
 }
 
@@ -265,37 +511,86 @@ unsafe impl<K: Send, V: Send> Send for OwnedEntry<K, V> {}
 unsafe impl<K: Sync, V: Sync> Sync for OwnedEntry<K, V> {}
 
 impl<K, V> OwnedEntry<K, V> {
-    pub(crate) fn new(hash: u64, key: K, value: V) -> Self {
-        Self::new_in(EntryAlloc::new(), hash, key, value)
+    /// A new entry: extended if `extended` (bounded shards) or if `life`
+    /// can expire, plain otherwise.
+    pub(crate) fn new(hash: u64, key: K, value: V, life: Life, extended: bool) -> Self {
+        let ext = extended || life.is_mortal();
+        Self::new_in(EntryAlloc::new(ext), hash, key, value, life)
     }
 
-    /// A new entry in memory that held an earlier one (no allocation).
-    pub(crate) fn new_in(alloc: EntryAlloc<K, V>, hash: u64, key: K, value: V) -> Self {
+    /// A new entry in memory that held an earlier one (no allocation). The
+    /// memory's layout decides plain or extended: take it from
+    /// [`EntryAlloc::fits`].
+    pub(crate) fn new_in(alloc: EntryAlloc<K, V>, hash: u64, key: K, value: V, life: Life) -> Self {
         const { assert!(std::mem::align_of::<Entry<K, V>>() > TAG_MASK) };
-        let p = alloc.0;
+        let (p, ext) = (alloc.ptr, alloc.ext);
         std::mem::forget(alloc);
-        // SAFETY: `p` is an allocation of `Entry`'s layout that holds no
-        // value (`EntryAlloc`), and nobody else has it: we initialise it.
-        unsafe { p.as_ptr().write(Entry { hash, key, value }) };
+        debug_assert!(ext || !life.is_mortal(), "an expiring entry is extended");
+        if ext {
+            let entry = Extended {
+                entry: Entry {
+                    stored: hash | EXT,
+                    key,
+                    value,
+                },
+                extra: Extra {
+                    life: life.mortal(),
+                    meta: OwnerCell::new(0),
+                    freq: AtomicU8::new(0),
+                },
+            };
+            // SAFETY: `p` is an allocation of `Extended`'s layout (`ext`)
+            // that holds no value, and nobody else has it.
+            unsafe { p.as_ptr().cast::<Extended<K, V>>().write(entry) };
+        } else {
+            let entry = Entry {
+                stored: hash & !EXT,
+                key,
+                value,
+            };
+            // SAFETY: as above, for `Entry`'s layout.
+            unsafe { p.as_ptr().write(entry) };
+        }
         Self(p)
+    }
+
+    /// The entry (owner side).
+    pub(crate) fn get(&self) -> EntryRef<'_, K, V> {
+        // SAFETY: we own a live, initialised entry; our pointer covers its
+        // allocation.
+        unsafe { EntryRef::new(self.0.as_ptr()) }
+    }
+
+    fn ext(&self) -> bool {
+        self.get().stored & EXT != 0
     }
 
     /// Drops the key and value and keeps the memory for a later entry.
     pub(crate) fn into_alloc(self) -> EntryAlloc<K, V> {
+        let ext = self.ext();
         let p = self.0;
         std::mem::forget(self);
         // Built before the drop below: if the key's or value's `drop`
         // panics, this still frees the memory as it unwinds.
-        let alloc = EntryAlloc(p, PhantomData);
-        // SAFETY: we owned an initialised entry; after this it holds no
-        // value, which is what `EntryAlloc` owns.
-        unsafe { std::ptr::drop_in_place(p.as_ptr()) };
+        let alloc = EntryAlloc {
+            ptr: p,
+            ext,
+            _owns: PhantomData,
+        };
+        // SAFETY: we owned an initialised entry of this layout; after this
+        // it holds no value, which is what `EntryAlloc` owns.
+        unsafe {
+            if ext {
+                std::ptr::drop_in_place(p.as_ptr().cast::<Extended<K, V>>());
+            } else {
+                std::ptr::drop_in_place(p.as_ptr());
+            }
+        }
         alloc
     }
 
     fn hash(&self) -> u64 {
-        // SAFETY: we own a live, initialised entry.
-        unsafe { self.0.as_ref() }.hash
+        self.get().hash()
     }
 
     /// Gives up ownership: the raw pointer now owns the entry.
@@ -318,24 +613,51 @@ impl<K, V> OwnedEntry<K, V> {
 
 impl<K, V> Drop for OwnedEntry<K, V> {
     fn drop(&mut self) {
-        // SAFETY: we own an initialised entry allocated with `Entry`'s
-        // layout by `EntryAlloc::new`, i.e. as a `Box<Entry>` would be.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        let p = self.0.as_ptr();
+        // SAFETY: we own an initialised entry allocated with its layout
+        // (`EntryAlloc::new`), i.e. as a `Box` of that type would be.
+        unsafe {
+            if self.ext() {
+                drop(Box::from_raw(p.cast::<Extended<K, V>>()));
+            } else {
+                drop(Box::from_raw(p));
+            }
+        }
     }
 }
 
 /// Memory for one entry, holding no value: what a freed entry leaves
 /// behind, kept by the owner for its next write instead of going back to
-/// the allocator (a write then costs no `malloc` and no `free`).
-pub(crate) struct EntryAlloc<K, V>(NonNull<Entry<K, V>>, PhantomData<Entry<K, V>>);
+/// the allocator (a write then costs no `malloc` and no `free`). `ext`:
+/// the memory has `Extended`'s layout, else `Entry`'s.
+pub(crate) struct EntryAlloc<K, V> {
+    ptr: NonNull<Entry<K, V>>,
+    ext: bool,
+    _owns: PhantomData<Entry<K, V>>,
+}
 
 // SAFETY: owns uninitialised memory only; no `K` or `V` is reachable.
 unsafe impl<K, V> Send for EntryAlloc<K, V> {}
 
 impl<K, V> EntryAlloc<K, V> {
-    fn new() -> Self {
-        let b: Box<std::mem::MaybeUninit<Entry<K, V>>> = Box::new_uninit();
-        Self(NonNull::from(Box::leak(b)).cast(), PhantomData)
+    fn new(ext: bool) -> Self {
+        let ptr = if ext {
+            let b: Box<std::mem::MaybeUninit<Extended<K, V>>> = Box::new_uninit();
+            NonNull::from(Box::leak(b)).cast()
+        } else {
+            let b: Box<std::mem::MaybeUninit<Entry<K, V>>> = Box::new_uninit();
+            NonNull::from(Box::leak(b)).cast()
+        };
+        Self {
+            ptr,
+            ext,
+            _owns: PhantomData,
+        }
+    }
+
+    /// Whether this memory has the layout an entry needs (`ext`: extended).
+    pub(crate) fn fits(&self, ext: bool) -> bool {
+        self.ext == ext
     }
 
     /// Asks the processor to bring this memory into cache, ahead of the
@@ -350,18 +672,28 @@ impl<K, V> EntryAlloc<K, V> {
         // address, and changes no memory. SSE is part of x86_64.
         unsafe {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.0.as_ptr().cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().cast::<i8>());
         }
     }
 }
 
 impl<K, V> Drop for EntryAlloc<K, V> {
     fn drop(&mut self) {
-        let p = self.0.as_ptr().cast::<std::mem::MaybeUninit<Entry<K, V>>>();
-        // SAFETY: allocated as a `Box<MaybeUninit<Entry>>` (`new`, or the
-        // same layout through `OwnedEntry`), holding no value: freeing it
-        // as one drops nothing.
-        drop(unsafe { Box::from_raw(p) });
+        let p = self.ptr.as_ptr();
+        // SAFETY: allocated as a `Box<MaybeUninit<_>>` of this layout
+        // (`new`, or the same layout through `OwnedEntry`), holding no
+        // value: freeing it as one drops nothing.
+        unsafe {
+            if self.ext {
+                drop(Box::from_raw(
+                    p.cast::<std::mem::MaybeUninit<Extended<K, V>>>(),
+                ));
+            } else {
+                drop(Box::from_raw(
+                    p.cast::<std::mem::MaybeUninit<Entry<K, V>>>(),
+                ));
+            }
+        }
     }
 }
 
@@ -512,23 +844,29 @@ impl<K, V> Slots<K, V> {
             // and then only once no reader pinned before the unlink is left
             // (module docs, reclaim.rs); callers are pinned readers or the
             // owner itself.
-            View::Live(unsafe { &*p })
+            View::Live(unsafe { EntryRef::new(p) })
         }
     }
 
     /// The reader's lookup: no lock, no write to shared memory. The caller
-    /// must be pinned (`reclaim::pin`) or be the owner.
+    /// must be pinned (`reclaim::pin`) or be the owner; the entry stays
+    /// valid while it is.
     ///
     /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
+    pub(crate) fn find<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        visible: Visible<'_>,
+    ) -> Option<EntryRef<'_, K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
-        V: Clone,
     {
         let want = tag(hash);
+        let hash_ext = hash | EXT;
         // Masking with `len - 1` of the slice itself lets the compiler drop
         // the bounds check in the loop (the length is a power of two, >= 2).
         let slots = &*self.slots;
@@ -543,10 +881,11 @@ impl<K, V> Slots<K, V> {
             let bits = p.addr() & TAG_MASK;
             if bits == want && p != tomb() {
                 // SAFETY: as in `view`: a tagged entry pointer, not freed
-                // while the caller is pinned (or is the owner).
-                let e = unsafe { &*untagged(p) };
-                if e.hash == hash && e.key.borrow() == key {
-                    return Some(e.value.clone());
+                // while the caller is pinned (or is the owner); the slot's
+                // pointer covers the entry's allocation.
+                let e = unsafe { EntryRef::new(untagged(p)) };
+                if e.hashed(hash_ext) && e.key.borrow() == key {
+                    return Some(e);
                 }
             } else if bits == INTENT {
                 // SAFETY: as in `view`, for an intent.
@@ -555,7 +894,7 @@ impl<K, V> Slots<K, V> {
                     let e = intent.seen_at(visible.watermark());
                     // SAFETY: an intent's entries live as long as it is
                     // reachable (module docs); null means absent.
-                    return (!e.is_null()).then(|| unsafe { (*e).value.clone() });
+                    return (!e.is_null()).then(|| unsafe { EntryRef::new(e) });
                 }
             }
             i += 1;
@@ -586,7 +925,7 @@ impl<K, V> Slots<K, V> {
                 // SAFETY: `p` was just loaded (Acquire) from slot `i`, and we
                 // are the owner.
                 let found = match unsafe { self.view_of(p) } {
-                    View::Live(e) => e.hash == hash && e.key.borrow() == key,
+                    View::Live(e) => e.hashed(hash | EXT) && e.key.borrow() == key,
                     View::Intent(it) => it.hash == hash && it.key().borrow() == key,
                     View::Empty | View::Tomb => false,
                 };
@@ -598,12 +937,29 @@ impl<K, V> Slots<K, V> {
         }
     }
 
+    /// The slot holding the plain entry at `entry` (whose hash is `hash`),
+    /// if any. Owner side: compares addresses, reads no entry.
+    pub(crate) fn position(&self, hash: u64, entry: *const Entry<K, V>) -> Option<usize> {
+        let mut i = hash as usize & self.mask;
+        loop {
+            // Relaxed: only the owner (the caller) writes slots.
+            let p = self.slots[i].load(Ordering::Relaxed);
+            if p.is_null() {
+                return None;
+            }
+            if p != tomb() && !is_intent(p) && std::ptr::eq(untagged(p), entry) {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     /// The value in slot `i` as of now, if live (owner side; for an intent,
     /// the value it stages: every change the owner makes to a key with a
     /// pending intent is ordered after that intent).
     pub(crate) fn value_at(&self, i: usize) -> Option<&V> {
         match self.view(i) {
-            View::Live(e) => Some(&e.value),
+            View::Live(e) => Some(&e.entry().value),
             View::Intent(it) => it.new_value(),
             View::Empty | View::Tomb => None,
         }
@@ -749,7 +1105,7 @@ impl<K, V> Slots<K, V> {
         for (i, slot) in self.slots.iter().enumerate() {
             let hash = match self.view(i) {
                 View::Empty | View::Tomb => continue,
-                View::Live(e) => e.hash,
+                View::Live(e) => e.hash(),
                 View::Intent(it) => it.hash,
             };
             // Ownership of what the pointer points to passes to `fresh`;

@@ -34,3 +34,16 @@ fn seed_000_two_step_writer_is_caught_under_contention() {
     let outcome = seed000::free_running(Arc::new(TwoStep(coherent())), free_rounds());
     assert!(outcome.anomalies > 0, "{outcome:?}");
 }
+
+/// The same race on a bounded cache (G7 must not break G2's atomicity).
+#[test]
+fn seed_000_atomic_under_contention_with_a_small_capacity() {
+    let small = coherent::Cache::builder()
+        .shards(4)
+        .max_capacity(64)
+        .build()
+        .unwrap();
+    let outcome = seed000::free_running(Arc::new(small), free_rounds());
+    assert_eq!(outcome.rounds, free_rounds());
+    assert_eq!(outcome.anomalies, 0, "{outcome:?}");
+}

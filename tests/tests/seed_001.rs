@@ -28,3 +28,22 @@ fn seed_001_no_stale_fill_under_contention() {
     assert_eq!(outcome.rounds, free_rounds());
     assert_eq!(outcome.anomalies, 0, "{outcome:?}");
 }
+
+/// The same races on a bounded cache (G7 must not break G3).
+#[test]
+fn seed_001_holds_with_a_small_capacity() {
+    let small = || {
+        Arc::new(
+            coherent::Cache::builder()
+                .shards(4)
+                .max_capacity(16)
+                .build()
+                .unwrap(),
+        )
+    };
+    for _ in 0..50 {
+        assert_eq!(seed_001::forced(small()).anomalies, 0);
+    }
+    let outcome = seed_001::free_running(small(), free_rounds());
+    assert_eq!(outcome.anomalies, 0, "{outcome:?}");
+}

@@ -29,3 +29,22 @@ fn seed_003_eight_appenders_lose_nothing_under_contention() {
     assert!(outcome.rounds >= free_rounds());
     assert_eq!(outcome.anomalies, 0, "{outcome:?}");
 }
+
+/// The same races on a bounded cache (G7 must not break G4). The forced
+/// run uses one list; the free-running one needs room for all of its
+/// lists (an evicted list would lose its items by design).
+#[test]
+fn seed_003_holds_with_a_bounded_capacity() {
+    let bounded = |cap| {
+        Arc::new(
+            coherent::Cache::builder()
+                .shards(4)
+                .max_capacity(cap)
+                .build()
+                .unwrap(),
+        )
+    };
+    assert_eq!(seed_003::forced(bounded(16)).anomalies, 0);
+    let outcome = seed_003::free_running(bounded(65_536), free_rounds());
+    assert_eq!(outcome.anomalies, 0, "{outcome:?}");
+}
