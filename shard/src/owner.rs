@@ -470,19 +470,7 @@ where
                 }
                 staged
             }
-            Probe::Found(i) => {
-                self.untrack(i);
-                self.slots().stage(i, hash, stamp, entry)
-            }
-            Probe::Vacant(i) => {
-                let was_tomb = matches!(self.slots().view(i), View::Tomb);
-                let staged = self.slots().stage(i, hash, stamp, entry);
-                if staged {
-                    self.live += 1;
-                    self.tombs -= usize::from(was_tomb);
-                }
-                staged
-            }
+            probe => self.stage_at(probe, hash, stamp, entry),
         };
         if let Some(p) = self.pending.as_mut() {
             if staged {
@@ -497,6 +485,34 @@ where
                     p.new_tags.remove(&key);
                 }
                 (true, None) => {}
+            }
+        }
+    }
+
+    /// Stages `new` (None: a removal) for transaction `stamp` where `probe`
+    /// found the key's plain entry or its vacancy: the entry leaves the
+    /// eviction queues while it is staged, a vacancy filled counts as live.
+    /// Returns whether an intent was placed (see `Slots::stage`).
+    fn stage_at(
+        &mut self,
+        probe: Probe,
+        hash: u64,
+        stamp: u64,
+        new: Option<OwnedEntry<K, V>>,
+    ) -> bool {
+        match probe {
+            Probe::Found(i) => {
+                self.untrack(i);
+                self.slots().stage(i, hash, stamp, new)
+            }
+            Probe::Vacant(i) => {
+                let was_tomb = matches!(self.slots().view(i), View::Tomb);
+                let staged = self.slots().stage(i, hash, stamp, new);
+                if staged {
+                    self.live += 1;
+                    self.tombs -= usize::from(was_tomb);
+                }
+                staged
             }
         }
     }
@@ -569,21 +585,8 @@ where
             self.reserve(published);
             let present = value.is_some();
             let entry = value.map(|v| self.new_entry(hash, key.clone(), v, None));
-            let staged_here = match self.slots().probe(hash, &key) {
-                Probe::Found(i) => {
-                    self.untrack(i);
-                    self.slots().stage(i, hash, stamp, entry)
-                }
-                Probe::Vacant(i) => {
-                    let was_tomb = matches!(self.slots().view(i), View::Tomb);
-                    let staged_here = self.slots().stage(i, hash, stamp, entry);
-                    if staged_here {
-                        self.live += 1;
-                        self.tombs -= usize::from(was_tomb);
-                    }
-                    staged_here
-                }
-            };
+            let probe = self.slots().probe(hash, &key);
+            let staged_here = self.stage_at(probe, hash, stamp, entry);
             if let (true, Some(p)) = (staged_here, self.pending.as_mut()) {
                 p.keys.insert(key.clone(), hash);
                 if present {

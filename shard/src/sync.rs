@@ -3,7 +3,9 @@
 //! Every atomic, fence, `Arc`, lock, thread and thread-local is imported
 //! from here, never from `std` directly, so that a model checker can swap
 //! them. Under `--cfg coherent_loom` they come from loom; see
-//! `docs/guarantees.md` for the models.
+//! `docs/guarantees.md` for the models. Two exceptions use `std` directly
+//! because they order nothing: the statistics counters (`limits.rs`) and
+//! the manual clock (`clock.rs`).
 
 #[cfg(not(coherent_loom))]
 mod imp {
