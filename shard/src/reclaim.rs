@@ -168,134 +168,172 @@ mod membarrier {
     }
 }
 
-/// This thread's reader state.
-struct Local {
-    record: OnceCell<Arc<Record>>,
-    /// Nested pins (a `get` from inside a value's `Clone`, say): only the
-    /// outermost one announces and retracts.
-    depth: Cell<usize>,
-    asymmetric: Cell<bool>,
-}
-
-impl Local {
-    fn new() -> Self {
-        Self {
-            record: OnceCell::new(),
-            depth: Cell::new(0),
-            asymmetric: Cell::new(false),
-        }
-    }
-
-    #[inline]
-    fn enter(&self) {
-        let depth = self.depth.get();
-        self.depth.set(depth + 1);
-        if depth == 0 {
-            let record = match self.record.get() {
-                Some(r) => r,
-                None => self.acquire(),
-            };
-            // Acquire: see the module docs (a reader that reads epoch a > r
-            // also sees every unlink sealed at r).
-            let epoch = EPOCH.load(Ordering::Acquire);
-            record.active.store(epoch, Ordering::Relaxed);
-            if self.asymmetric.get() {
-                // The owner's membarrier stands in for the hardware fence.
-                compiler_fence(Ordering::SeqCst);
-            } else {
-                fence(Ordering::SeqCst);
-            }
-        }
-    }
-
-    #[inline]
-    fn exit(&self) {
-        let depth = self.depth.get() - 1;
-        self.depth.set(depth);
-        if depth == 0 {
-            if let Some(record) = self.record.get() {
-                // Release: every read made while pinned comes before this.
-                record.active.store(0, Ordering::Release);
-            }
-        }
-    }
-
-    #[cold]
-    fn acquire(&self) -> &Arc<Record> {
-        let registry = registry();
-        self.asymmetric.set(registry.asymmetric);
-        let mut records = registry.records.lock().unwrap_or_else(|e| e.into_inner());
-        // Acquire: pairs with the Release of the thread that gave it up.
-        let free = records.iter().find(|r| {
-            r.taken
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        });
-        let record = match free {
-            Some(record) => record.clone(),
-            None => {
-                let record = Arc::new(Record {
-                    active: CachePadded::new(AtomicU64::new(0)),
-                    taken: AtomicBool::new(true),
-                });
-                records.push(record.clone());
-                record
-            }
-        };
-        drop(records);
-        self.record.get_or_init(|| record)
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        if let Some(record) = self.record.get() {
-            // Release: our last unpin comes before the next holder's use.
-            record.taken.store(false, Ordering::Release);
-        }
-    }
-}
-
+#[cfg(not(coherent_loom))]
 thread_local_key! {
-    static LOCAL: Local = Local::new();
+    /// This thread's reader state, as one word: 0 before its first read;
+    /// [`GONE`] once its record was given back (the thread is exiting);
+    /// otherwise the address of its [`Record`], with bit 0 set when the
+    /// symmetric fences are in use. A `Cell<usize>` with a constant initialiser
+    /// and no destructor: reading it is one load from the thread's TLS block,
+    /// with none of the "initialised yet, being destroyed" checks std makes on
+    /// every access to a thread-local that has a destructor (the `get` path
+    /// used to pay about 20 instructions for those and for a nesting counter).
+    static READER: Cell<usize> = const { Cell::new(0) };
+}
+#[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
+thread_local_key! {
+    static READER: Cell<usize> = Cell::new(0);
+}
+
+/// [`READER`] after the thread gave its record back.
+const GONE: usize = 2;
+
+/// Bit 0 of [`READER`]: the symmetric fences are in use.
+const SYMMETRIC: usize = 1;
+
+/// Gives this thread's record back when the thread exits. Set once, when
+/// the thread takes its record, which is what registers its destructor.
+struct GiveBack(Arc<Record>);
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        // A `get` from a later thread-local destructor reads as an orphan.
+        let _ = READER.try_with(|r| r.set(GONE));
+        // Release: our last unpin comes before the next holder's use.
+        self.0.taken.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(not(coherent_loom))]
+thread_local_key! {
+    static GIVE_BACK: OnceCell<GiveBack> = const { OnceCell::new() };
+}
+#[cfg(coherent_loom)]
+thread_local_key! {
+    static GIVE_BACK: OnceCell<GiveBack> = OnceCell::new();
+}
+
+/// Takes a record for this thread (its first read) and returns the new
+/// [`READER`] word, or `GONE` if the thread is already exiting.
+#[cold]
+#[inline(never)]
+fn take_record() -> usize {
+    let registry = registry();
+    let mut records = registry.records.lock().unwrap_or_else(|e| e.into_inner());
+    // Acquire: pairs with the Release of the thread that gave it up.
+    let free = records.iter().find(|r| {
+        r.taken
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    });
+    let record = match free {
+        Some(record) => record.clone(),
+        None => {
+            let record = Arc::new(Record {
+                active: CachePadded::new(AtomicU64::new(0)),
+                taken: AtomicBool::new(true),
+            });
+            records.push(record.clone());
+            record
+        }
+    };
+    drop(records);
+    let word =
+        Arc::as_ptr(&record).expose_provenance() | if registry.asymmetric { 0 } else { SYMMETRIC };
+    // If the thread is exiting already (or, impossibly, holds a record),
+    // `give` is dropped unset: the record goes back at once, and we read as
+    // an orphan.
+    let give = GiveBack(record);
+    let mut held = false;
+    let _ = GIVE_BACK.try_with(|g| held = g.set(give).is_ok());
+    if !held {
+        return GONE;
+    }
+    let _ = READER.try_with(|r| r.set(word));
+    word
 }
 
 /// A pinned reader: memory it loads from a shard stays allocated until it
 /// is dropped. Not `Send`: it retracts this thread's announcement.
 #[derive(Debug)]
 pub(crate) struct Pin {
-    orphan: bool,
+    /// [`NESTED`], [`ORPHAN`], or the address of the record to clear.
+    state: usize,
     _not_send: PhantomData<*const ()>,
 }
+
+/// A pin inside another pin of the same thread (a `get` from a value's
+/// `Clone`, say): only the outermost one announces and retracts.
+const NESTED: usize = 0;
+/// A pin by a thread whose record is gone: counted in `ORPHANS`.
+const ORPHAN: usize = 1;
 
 /// Pins the current thread (see the module docs).
 #[inline]
 pub(crate) fn pin() -> Pin {
-    match LOCAL.try_with(Local::enter) {
-        Ok(()) => Pin {
-            orphan: false,
+    let mut word = READER.try_with(Cell::get).unwrap_or(GONE);
+    if word == 0 {
+        word = take_record();
+    }
+    if word == GONE {
+        return pin_orphan();
+    }
+    let address = word & !SYMMETRIC;
+    // SAFETY: `address` is that of a `Record` in an `Arc` the registry keeps
+    // for the life of the process (records are never removed from it), and
+    // this thread holds it (`taken`) until `GiveBack` sets `READER` to GONE.
+    let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(address) };
+    // Only this thread writes its `active`: nonzero means we are pinned
+    // already (epochs start at 1).
+    if record.active.load(Ordering::Relaxed) != 0 {
+        return Pin {
+            state: NESTED,
             _not_send: PhantomData,
-        },
-        Err(_) => {
-            // This thread's record is gone (we run in a thread-local
-            // destructor). Hold back every free while we read.
-            ORPHANS.fetch_add(1, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            Pin {
-                orphan: true,
-                _not_send: PhantomData,
-            }
-        }
+        };
+    }
+    // Acquire: see the module docs (a reader that reads epoch a > r also
+    // sees every unlink sealed at r).
+    let epoch = EPOCH.load(Ordering::Acquire);
+    record.active.store(epoch, Ordering::Relaxed);
+    if word & SYMMETRIC == 0 {
+        // The owner's membarrier stands in for the hardware fence.
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+    Pin {
+        state: address,
+        _not_send: PhantomData,
+    }
+}
+
+/// Pins a thread whose record is gone (we run in a thread-local
+/// destructor): hold back every free while we read.
+#[cold]
+fn pin_orphan() -> Pin {
+    ORPHANS.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    Pin {
+        state: ORPHAN,
+        _not_send: PhantomData,
     }
 }
 
 impl Drop for Pin {
     #[inline]
     fn drop(&mut self) {
-        if self.orphan {
-            ORPHANS.fetch_sub(1, Ordering::Release);
-        } else {
-            let _ = LOCAL.try_with(Local::exit);
+        match self.state {
+            NESTED => {}
+            ORPHAN => {
+                ORPHANS.fetch_sub(1, Ordering::Release);
+            }
+            address => {
+                // SAFETY: as in `pin`: the record outlives this thread's
+                // hold on it, and `pin` took this address from it.
+                let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(address) };
+                // Release: every read made while pinned comes before this.
+                record.active.store(0, Ordering::Release);
+            }
         }
     }
 }
@@ -486,6 +524,48 @@ mod tests {
         assert_eq!(freed.load(Ordering::Relaxed), 0, "outer pin still holds");
         drop(outer);
         collect_until(&mut garbage, &freed, 1);
+    }
+
+    #[test]
+    fn records_are_reused_after_threads_exit() {
+        let count = || registry().records.lock().unwrap().len();
+        drop(pin()); // this thread's record exists before we count
+        let before = count();
+        for _ in 0..64 {
+            std::thread::spawn(|| drop(pin())).join().unwrap();
+        }
+        // Other tests of this binary run threads meanwhile, a few at a time;
+        // without reuse there would be 64 more records.
+        let grown = count() - before;
+        assert!(grown < 32, "{grown} records for 64 short-lived readers");
+    }
+
+    #[test]
+    fn a_read_from_a_thread_local_destructor_is_safe_and_counted_out() {
+        struct ReadsOnExit(std::sync::mpsc::Sender<bool>);
+        impl Drop for ReadsOnExit {
+            fn drop(&mut self) {
+                // Runs during thread teardown, before or after this
+                // thread's record is given back: either way a valid pin.
+                let pinned = pin();
+                let state = pinned.state;
+                drop(pinned);
+                let _ = self.0.send(state != NESTED);
+            }
+        }
+        thread_local! {
+            static PROBE: std::cell::RefCell<Option<ReadsOnExit>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(pin()); // take a record first, so both may be torn down
+            PROBE.with(|p| *p.borrow_mut() = Some(ReadsOnExit(tx)));
+        })
+        .join()
+        .unwrap();
+        assert!(rx.recv().unwrap(), "the destructor's pin announced itself");
+        assert_eq!(ORPHANS.load(Ordering::SeqCst), 0, "an orphan pin leaked");
     }
 
     #[test]

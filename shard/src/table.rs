@@ -28,6 +28,20 @@ use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
+/// Asks the CPU to bring `p`'s cache line in. A hint: it never faults,
+/// whatever the address, and changes no memory; a no-op off x86_64.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` has no architectural effect and cannot fault, on
+    // any address; SSE is part of x86_64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 /// One cached entry. Its key and value never change once published: a
 /// change publishes a new entry.
 ///
@@ -667,13 +681,7 @@ impl<K, V> EntryAlloc<K, V> {
     /// instruction drains the store buffer). A hint only.
     #[inline(always)]
     pub(crate) fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint: it never faults, whatever the
-        // address, and changes no memory. SSE is part of x86_64.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().cast::<i8>());
-        }
+        prefetch(self.ptr.as_ptr().cast_const().cast());
     }
 }
 
@@ -702,12 +710,53 @@ impl<K, V> Drop for EntryAlloc<K, V> {
 #[allow(dead_code)]
 pub(crate) enum Retired<K, V> {
     /// A replaced or removed entry.
-    Entry(OwnedEntry<K, V>),
+    Entry(RetiredEntry<K, V>),
     /// A slot array replaced by a bigger one; its entries moved there, so
     /// dropping it frees the array only.
     Slots(OwnedSlots<K, V>),
     /// An intent's shell (its entries were split off and went elsewhere).
     Intent(OwnedIntent<K, V>),
+}
+
+impl<K, V> Retired<K, V> {
+    /// Retires an entry just unlinked (see [`RetiredEntry`]).
+    pub(crate) fn entry(entry: OwnedEntry<K, V>) -> Self {
+        Self::Entry(RetiredEntry::new(entry))
+    }
+}
+
+/// A replaced or removed entry, with its layout read while the owner still
+/// has its memory in cache (it has just probed or replaced it). Freeing it
+/// into the pool then reads nothing from it when `K` and `V` have no drop
+/// glue: freeing used to miss the cache once per entry, a batch at a time
+/// (cachegrind: about one D1 miss per write in a mixed workload).
+pub(crate) struct RetiredEntry<K, V> {
+    entry: OwnedEntry<K, V>,
+    ext: bool,
+}
+
+impl<K, V> RetiredEntry<K, V> {
+    fn new(entry: OwnedEntry<K, V>) -> Self {
+        let ext = entry.ext();
+        Self { entry, ext }
+    }
+
+    /// [`OwnedEntry::into_alloc`], without reading the entry when there is
+    /// nothing to drop in it.
+    pub(crate) fn into_alloc(self) -> EntryAlloc<K, V> {
+        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+            return self.entry.into_alloc();
+        }
+        let ptr = self.entry.0;
+        std::mem::forget(self.entry);
+        // The key and value need no drop: the memory holds nothing to
+        // release, which is what `EntryAlloc` owns.
+        EntryAlloc {
+            ptr,
+            ext: self.ext,
+            _owns: PhantomData,
+        }
+    }
 }
 
 /// A slot array, owned (`Box`-like) and shareable with readers as a raw
