@@ -18,11 +18,13 @@
 //!
 //! The small queue's share starts at 10% and is moved by a hill climber
 //! (the idea of Caffeine's adaptive window): every sample of twice the
-//! shard's capacity in accesses (hits and misses, from the shard's
-//! statistics), the share moves by a step in the direction that last
-//! raised the hit ratio, and reverses when the ratio fell; the step
-//! shrinks by 2% each time. Recency-heavy traces (OLTP) want a share near
-//! 10-20%, frequency-heavy ones (P3, Zipf) a few percent.
+//! shard's capacity in accesses, and at least [`MIN_SAMPLE`] (hits and
+//! misses, from the shard's statistics), the share moves by a step in the
+//! direction that last raised the hit ratio, and reverses when the ratio
+//! fell; the step shrinks by 2% each time. Recency-heavy traces (OLTP) want
+//! a share near 10-20%, frequency-heavy ones (P3, Zipf) a few percent.
+//!
+//! The ghost remembers as many hashes as the shard holds entries.
 
 use crate::sync::Ordering;
 use crate::table::{Entry, EntryRef, Extra};
@@ -247,8 +249,9 @@ impl<K, V> Policy<K, V> {
     fn add_ghost(&mut self, hash: u64) {
         self.ghost.push_back(hash);
         *self.ghost_count.entry(hash).or_insert(0) += 1;
-        // The ghost remembers about as many keys as the main queue holds.
-        let cap = (self.entries * 9 / 10).max(1);
+        // As many keys as the shard holds: 0.9x lost 0.05-0.1 points at
+        // Zipf 0.9 over 1M keys with 100k cached (docs/design.md).
+        let cap = self.entries.max(1);
         while self.ghost.len() > cap {
             let Some(old) = self.ghost.pop_front() else {
                 break;
@@ -275,6 +278,15 @@ impl<K, V> Policy<K, V> {
         self.entries = 0;
     }
 }
+
+/// The fewest accesses the climber compares hit ratios over. A sample's
+/// hit ratio is noisy (its standard error is about 0.5 / sqrt(n): 1.6
+/// points at 1000, 0.9 at 3000), and a step of the share moves the ratio
+/// by a fraction of a point, so on small shards 1000-access samples made
+/// the climber wander: Zipf 1.0 with 1000 cached ranged from -0.08 to -0.92
+/// points against quick_cache over four runs, and -0.44 to -0.45 with
+/// 3000 (docs/benchmarks.md, "Hit ratio").
+const MIN_SAMPLE: u64 = 3000;
 
 /// Hill climbing on the small queue's share (see the module docs).
 struct Climber {
@@ -310,7 +322,7 @@ impl Climber {
             hits.saturating_sub(self.start.0),
             misses.saturating_sub(self.start.1),
         );
-        let sample = (2 * budget).max(1000);
+        let sample = (2 * budget).max(MIN_SAMPLE);
         if h + m < sample {
             return;
         }
