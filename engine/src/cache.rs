@@ -345,6 +345,52 @@ where
         )?)
     }
 
+    /// [`insert`](Self::insert), except that it does not wait for room when
+    /// the key's shard is busy and its mailbox is full: it returns
+    /// [`Error::Full`] and changes nothing. Otherwise it returns, like
+    /// `insert`, once the value is visible.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, &str>::new();
+    /// match cache.try_insert(1, "a") {
+    ///     Ok(()) => assert_eq!(cache.get(&1), Some("a")),
+    ///     Err(coherent::Error::Full) => { /* shed the write, or retry later */ }
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "try_insert");
+        self.try_submit(hash, Op::Insert { key, value }).map(drop)
+    }
+
+    /// [`invalidate`](Self::invalidate), reporting a full mailbox like
+    /// [`try_insert`](Self::try_insert).
+    pub fn try_invalidate(&self, key: &K) -> Result<(), Error> {
+        let hash = self.hash(key);
+        tracing::trace!(hash, "try_invalidate");
+        self.try_submit(hash, Op::Invalidate { key: key.clone() })
+            .map(drop)
+    }
+
+    /// [`update`](Self::update), reporting a full mailbox like
+    /// [`try_insert`](Self::try_insert) (then `f` is dropped without
+    /// running).
+    pub fn try_update<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+    {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "try_update");
+        updated(self.try_submit(
+            hash,
+            Op::Update {
+                key,
+                f: Box::new(f),
+            },
+        )?)
+    }
+
     /// [`insert`](Self::insert) for async code: resolves once the value is
     /// visible. If the future is dropped after the write was queued, the
     /// write still happens.
@@ -446,7 +492,21 @@ where
 
     fn submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
         let reply = self.shard(hash).submit(hash, op).map_err(submit_error)?;
-        Ok(match reply {
+        Ok(self.visible(reply))
+    }
+
+    /// [`submit`](Self::submit) with [`Shard::try_submit`].
+    fn try_submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
+        let reply = self
+            .shard(hash)
+            .try_submit(hash, op)
+            .map_err(submit_error)?;
+        Ok(self.visible(reply))
+    }
+
+    /// Waits until a write that joined a pending transaction is visible.
+    fn visible(&self, reply: Reply<V>) -> Reply<V> {
+        match reply {
             Reply::DoneAt(stamp) => {
                 self.inner.watermark.wait_for(stamp);
                 Reply::Done
@@ -456,7 +516,7 @@ where
                 Reply::Updated(v)
             }
             other => other,
-        })
+        }
     }
 
     async fn submit_async(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, Error> {
@@ -518,6 +578,7 @@ pub(crate) fn submit_error<T>(e: SubmitError<T>) -> Error {
     match e {
         SubmitError::Reentrant(_) => Error::Reentrant,
         SubmitError::Lost => Error::Lost,
+        SubmitError::Full(_) => Error::Full,
     }
 }
 

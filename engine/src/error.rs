@@ -21,6 +21,12 @@ pub enum Error {
     /// value's own `Hash`, `Eq` or `Clone` panicked. The operation may or may
     /// not have been applied; the cache goes on serving.
     Lost,
+    /// A `try_` write ([`Cache::try_insert`](crate::Cache::try_insert) and
+    /// the like) found its shard busy and the shard's mailbox full: nothing
+    /// was queued and nothing changed. The plain and async forms wait for
+    /// room instead (backpressure); the mailbox's size is
+    /// [`CacheBuilder::mailbox_capacity`](crate::CacheBuilder::mailbox_capacity).
+    Full,
 }
 
 impl fmt::Display for Error {
@@ -36,6 +42,9 @@ impl fmt::Display for Error {
             Error::Lost => {
                 f.write_str("a shard failed before answering (a key or value trait impl panicked)")
             }
+            Error::Full => f.write_str(
+                "the shard is busy and its mailbox is full; nothing was queued or changed",
+            ),
         }
     }
 }

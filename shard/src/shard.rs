@@ -46,6 +46,9 @@ pub enum SubmitError<T> {
     /// The shard failed before answering (a panic in the key's or value's
     /// own `Hash`, `Eq` or `Clone`). The change may or may not be applied.
     Lost,
+    /// From [`Shard::try_submit`]: the token was taken and the mailbox full.
+    /// Nothing was queued or changed.
+    Full(T),
 }
 
 /// Returns `Pending` once (waking itself at once), so that a task waiting
@@ -301,6 +304,33 @@ where
         });
         self.after_push();
         self.wait(rx)
+    }
+
+    /// [`submit`](Self::submit), except that it never waits for room in the
+    /// mailbox: when the token is taken and the mailbox is full it returns
+    /// [`SubmitError::Full`] with `op`, having queued and changed nothing.
+    /// Once `op` is applied or queued, it waits for the answer like
+    /// `submit` (an answer comes once the owner reaches it).
+    pub fn try_submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        if in_closure() {
+            return Err(SubmitError::Reentrant(op));
+        }
+        if let Some(owner) = self.try_own() {
+            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+        }
+        let (tx, rx) = completion();
+        let envelope = Envelope {
+            hash,
+            op,
+            reply: Some(tx),
+        };
+        match self.mailbox.try_push(envelope) {
+            Ok(()) => {
+                self.after_push();
+                self.wait(rx)
+            }
+            Err(Full(envelope)) => Err(SubmitError::Full(envelope.op)),
+        }
     }
 
     /// Sets `key` to `value` (`Some`) or removes it (`None`), like

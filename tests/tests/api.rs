@@ -204,6 +204,72 @@ fn a_full_mailbox_applies_backpressure_and_drops_nothing() {
     }
 }
 
+#[test]
+fn try_writes_report_a_full_mailbox_and_change_nothing() {
+    let c: Cache<u64, u64> = Cache::builder()
+        .shards(1)
+        .mailbox_capacity(1)
+        .build()
+        .unwrap();
+    c.insert(1, 10).unwrap();
+    // Hold the shard's token: an update whose closure waits for us.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            c.update(1, move |v| {
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                v.map(|n| n + 1)
+            })
+            .unwrap()
+        })
+    };
+    entered_rx.recv().unwrap();
+    // Fill the mailbox (room for one) with another thread's insert; it is
+    // queued once that thread waits for its answer.
+    let queued = {
+        let c = c.clone();
+        std::thread::spawn(move || c.insert(2, 20).unwrap())
+    };
+    wait_until(|| c.waiting() == 1);
+    assert_eq!(c.try_insert(3, 30), Err(Error::Full));
+    assert_eq!(c.try_invalidate(&1), Err(Error::Full));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = ran.clone();
+    let full = c.try_update(1, move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Some(0)
+    });
+    assert_eq!(full, Err(Error::Full));
+    assert!(Error::Full.to_string().contains("mailbox is full"));
+    // Nothing changed, nothing ran, and nothing is left to run later.
+    release_tx.send(()).unwrap();
+    assert_eq!(holder.join().unwrap(), Some(11));
+    queued.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "a refused update ran");
+    assert_eq!(c.get(&1), Some(11));
+    assert_eq!(c.get(&2), Some(20));
+    assert_eq!(c.get(&3), None);
+    // With room again, try_ writes go through and are visible on return.
+    c.try_insert(3, 30).unwrap();
+    assert_eq!(c.get(&3), Some(30));
+    c.try_invalidate(&2).unwrap();
+    assert_eq!(c.get(&2), None);
+    assert_eq!(c.try_update(1, |v| v.map(|n| n * 2)), Ok(Some(22)));
+    assert_eq!(c.get(&1), Some(22));
+    // Like the other writes, they are refused inside an update closure.
+    let inner = c.clone();
+    let refused = c
+        .update(1, move |v| {
+            assert_eq!(inner.try_insert(4, 4), Err(Error::Reentrant));
+            v.copied()
+        })
+        .unwrap();
+    assert_eq!(refused, Some(22));
+}
+
 /// Counts live instances, to show that dropping the cache frees every value.
 #[derive(Debug)]
 struct Tracked(Arc<AtomicUsize>);
