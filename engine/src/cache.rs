@@ -336,13 +336,7 @@ where
     {
         let hash = self.hash(&key);
         tracing::trace!(hash, "update");
-        updated(self.submit(
-            hash,
-            Op::Update {
-                key,
-                f: Box::new(f),
-            },
-        )?)
+        updated(self.submit(hash, update_op(key, f))?)
     }
 
     /// [`insert`](Self::insert), except that it does not wait for room when
@@ -382,13 +376,7 @@ where
     {
         let hash = self.hash(&key);
         tracing::trace!(hash, "try_update");
-        updated(self.try_submit(
-            hash,
-            Op::Update {
-                key,
-                f: Box::new(f),
-            },
-        )?)
+        updated(self.try_submit(hash, update_op(key, f))?)
     }
 
     /// [`insert`](Self::insert) for async code: resolves once the value is
@@ -416,16 +404,7 @@ where
         F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
     {
         let hash = self.hash(&key);
-        updated(
-            self.submit_async(
-                hash,
-                Op::Update {
-                    key,
-                    f: Box::new(f),
-                },
-            )
-            .await?,
-        )
+        updated(self.submit_async(hash, update_op(key, f)).await?)
     }
 
     /// Entries cached, summed over the shards (each as of its last change;
@@ -561,6 +540,17 @@ where
             None => TxnOp::Invalidate { hash, key },
         };
         (self.shard_index(hash), op)
+    }
+}
+
+/// The message of an `update`.
+fn update_op<K, V, F>(key: K, f: F) -> Op<K, V>
+where
+    F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+{
+    Op::Update {
+        key,
+        f: Box::new(f),
     }
 }
 

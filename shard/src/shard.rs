@@ -290,20 +290,7 @@ where
     /// Applies `op` and returns once its effect is visible to every `get`
     /// that starts afterwards.
     pub fn submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
-        if in_closure() {
-            return Err(SubmitError::Reentrant(op));
-        }
-        if let Some(owner) = self.try_own() {
-            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
-        }
-        let (tx, rx) = completion();
-        self.mailbox.push(Envelope {
-            hash,
-            op,
-            reply: Some(tx),
-        });
-        self.after_push();
-        self.wait(rx)
+        self.submit_or_not(hash, op, true)
     }
 
     /// [`submit`](Self::submit), except that it never waits for room in the
@@ -312,6 +299,16 @@ where
     /// Once `op` is applied or queued, it waits for the answer like
     /// `submit` (an answer comes once the owner reaches it).
     pub fn try_submit(&self, hash: u64, op: Op<K, V>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
+        self.submit_or_not(hash, op, false)
+    }
+
+    /// `submit` (`wait_for_room`) or `try_submit`.
+    fn submit_or_not(
+        &self,
+        hash: u64,
+        op: Op<K, V>,
+        wait_for_room: bool,
+    ) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
         if in_closure() {
             return Err(SubmitError::Reentrant(op));
         }
@@ -324,13 +321,13 @@ where
             op,
             reply: Some(tx),
         };
-        match self.mailbox.try_push(envelope) {
-            Ok(()) => {
-                self.after_push();
-                self.wait(rx)
-            }
-            Err(Full(envelope)) => Err(SubmitError::Full(envelope.op)),
+        if wait_for_room {
+            self.mailbox.push(envelope);
+        } else if let Err(Full(envelope)) = self.mailbox.try_push(envelope) {
+            return Err(SubmitError::Full(envelope.op));
         }
+        self.after_push();
+        self.wait(rx)
     }
 
     /// Sets `key` to `value` (`Some`) or removes it (`None`), like
