@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// ```
 pub struct Cache<K, V> {
     /// What `get` reads, held in the handle itself: the shards and the
-    /// hasher are one load away from `&self`, not two (through `inner`). A
+    /// hasher are one load away from `&self`, not two (through another `Arc`). A
     /// `get` is a chain of dependent loads (handle, shard, table, slot,
     /// entry), and each L1 hit in it is about 5 cycles of a ~90-cycle `get`.
     shards: Arc<[Shard<K, V>]>,
@@ -39,15 +39,9 @@ pub struct Cache<K, V> {
     /// seeds sent 100 sequential integer keys to only 7 of 8 shards (8 runs
     /// in 300; `quality` adds one multiply).
     hasher: foldhash::quality::RandomState,
-    inner: Arc<Inner<K, V>>,
-}
-
-pub(crate) struct Inner<K, V> {
-    /// The same shards as the handles' `shards`.
-    pub(crate) shards: Arc<[Shard<K, V>]>,
     /// Which transactions readers see, and the lock that orders commits
-    /// (`visibility.rs`, `txn.rs`).
-    pub(crate) watermark: Watermark,
+    /// (`visibility.rs`, `txn.rs`); shared by every handle.
+    watermark: Arc<Watermark>,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -55,7 +49,7 @@ impl<K, V> Clone for Cache<K, V> {
         Self {
             shards: self.shards.clone(),
             hasher: self.hasher.clone(),
-            inner: self.inner.clone(),
+            watermark: self.watermark.clone(),
         }
     }
 }
@@ -63,7 +57,7 @@ impl<K, V> Clone for Cache<K, V> {
 impl<K, V> std::fmt::Debug for Cache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("shards", &self.inner.shards.len())
+            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }
@@ -99,12 +93,9 @@ where
         let shards: Arc<[Shard<K, V>]> = configs.into_iter().map(Shard::with_config).collect();
         let hasher = foldhash::quality::RandomState::default();
         Self {
-            shards: shards.clone(),
+            shards,
             hasher,
-            inner: Arc::new(Inner {
-                shards,
-                watermark: Watermark::new(),
-            }),
+            watermark: Arc::new(Watermark::new()),
         }
     }
 
@@ -120,7 +111,7 @@ where
     {
         let hash = self.hash(key);
         self.shard(hash)
-            .get(hash, key, Visible::Live(self.inner.watermark.current()))
+            .get(hash, key, Visible::Live(self.watermark.current()))
     }
 
     /// Reads several keys at once, as one snapshot with respect to
@@ -141,7 +132,7 @@ where
         I: IntoIterator<Item = &'a Q>,
     {
         let keys: Vec<(u64, &Q)> = keys.into_iter().map(|k| (self.hash(k), k)).collect();
-        let watermark = self.inner.watermark.current();
+        let watermark = self.watermark.current();
         // Acquire: as in `get`; pairs with the committer's Release store.
         let mut seen = watermark.load(std::sync::atomic::Ordering::Acquire);
         loop {
@@ -260,7 +251,7 @@ where
     /// Entries in the cache, as of each shard's last change (expired
     /// entries not yet reclaimed included).
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(Shard::len).sum()
+        self.shards.iter().map(Shard::len).sum()
     }
 
     /// Whether [`len`](Self::len) is 0.
@@ -272,7 +263,7 @@ where
     /// what [`max_capacity`](crate::CacheBuilder::max_capacity) bounds.
     /// Without a capacity, the number of entries.
     pub fn weighted_size(&self) -> u64 {
-        self.inner.shards.iter().map(Shard::weighted_size).sum()
+        self.shards.iter().map(Shard::weighted_size).sum()
     }
 
     /// Statistics summed over the shards: hits, misses, loads, stale loads
@@ -291,7 +282,7 @@ where
     /// ```
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
-        for shard in self.inner.shards.iter() {
+        for shard in self.shards.iter() {
             total.add(&shard.stats());
         }
         total
@@ -410,12 +401,12 @@ where
     /// Entries cached, summed over the shards (each as of its last change;
     /// exact once writers are quiet).
     pub fn entry_count(&self) -> usize {
-        self.inner.shards.iter().map(Shard::len).sum()
+        self.shards.iter().map(Shard::len).sum()
     }
 
     /// Number of shards.
     pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
+        self.shards.len()
     }
 
     /// Which shard (`0..shard_count()`) owns `key`. A diagnostic: tests use
@@ -436,8 +427,8 @@ where
     /// that a caller is blocked); a snapshot that may be stale when it
     /// returns.
     pub fn waiting(&self) -> usize {
-        let shards: usize = self.inner.shards.iter().map(Shard::waiting).sum();
-        shards + self.inner.watermark.blocked()
+        let shards: usize = self.shards.iter().map(Shard::waiting).sum();
+        shards + self.watermark.blocked()
     }
 
     #[inline]
@@ -462,7 +453,7 @@ where
         match self.shard(hash).write(hash, key, value) {
             Ok(None) => Ok(()),
             Ok(Some(stamp)) => {
-                self.inner.watermark.wait_for(stamp);
+                self.watermark.wait_for(stamp);
                 Ok(())
             }
             Err(e) => Err(submit_error(e)),
@@ -487,11 +478,11 @@ where
     fn visible(&self, reply: Reply<V>) -> Reply<V> {
         match reply {
             Reply::DoneAt(stamp) => {
-                self.inner.watermark.wait_for(stamp);
+                self.watermark.wait_for(stamp);
                 Reply::Done
             }
             Reply::UpdatedAt(v, stamp) => {
-                self.inner.watermark.wait_for(stamp);
+                self.watermark.wait_for(stamp);
                 Reply::Updated(v)
             }
             other => other,
@@ -506,11 +497,11 @@ where
             .map_err(submit_error)?;
         Ok(match reply {
             Reply::DoneAt(stamp) => {
-                self.inner.watermark.wait_for_async(stamp).await;
+                self.watermark.wait_for_async(stamp).await;
                 Reply::Done
             }
             Reply::UpdatedAt(v, stamp) => {
-                self.inner.watermark.wait_for_async(stamp).await;
+                self.watermark.wait_for_async(stamp).await;
                 Reply::Updated(v)
             }
             other => other,
@@ -523,8 +514,13 @@ where
         (((hash >> 32) * n) >> 32) as usize
     }
 
-    pub(crate) fn inner(&self) -> &Inner<K, V> {
-        &self.inner
+    /// Every shard, in index order.
+    pub(crate) fn shards(&self) -> &[Shard<K, V>] {
+        &self.shards
+    }
+
+    pub(crate) fn watermark(&self) -> &Watermark {
+        &self.watermark
     }
 
     /// A transaction's op for `key`, with its hash and shard.
@@ -591,7 +587,6 @@ mod tests {
         for k in 0..7_000u64 {
             let shard = cache.shard(cache.hash(&k)) as *const _;
             let i = cache
-                .inner
                 .shards
                 .iter()
                 .position(|s| std::ptr::eq(s, shard))

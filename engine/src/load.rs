@@ -79,7 +79,7 @@ where
     {
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        if let Some(v) = shard.get(hash, &key, Visible::Live(self.inner().watermark.current())) {
+        if let Some(v) = shard.get(hash, &key, Visible::Live(self.watermark().current())) {
             return Ok(v);
         }
         let waiting = shard
@@ -158,7 +158,7 @@ where
     {
         let hash = self.hash(&key);
         let shard = self.shard(hash);
-        if let Some(v) = shard.get(hash, &key, Visible::Live(self.inner().watermark.current())) {
+        if let Some(v) = shard.get(hash, &key, Visible::Live(self.watermark().current())) {
             return Ok(v);
         }
         let waiting = shard

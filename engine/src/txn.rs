@@ -132,7 +132,7 @@ where
         let Some(parts) = self.parts()? else {
             return Ok(());
         };
-        let turn = self.cache.inner().watermark.lock_commit();
+        let turn = self.cache.watermark().lock_commit();
         self.apply(parts, &turn)
     }
 
@@ -144,7 +144,7 @@ where
         let Some(parts) = self.parts()? else {
             return Ok(());
         };
-        let turn = self.cache.inner().watermark.lock_commit_async().await;
+        let turn = self.cache.watermark().lock_commit_async().await;
         self.apply(parts, &turn)
     }
 
@@ -187,8 +187,8 @@ where
         parts: Parts<K, V>,
         turn: &crate::visibility::CommitTurn<'_>,
     ) -> Result<(), Error> {
-        let inner = self.cache.inner();
-        let watermark = &inner.watermark;
+        let shards = self.cache.shards();
+        let watermark = self.cache.watermark();
         let stamp = watermark.next_stamp(turn);
         let mut touched = Vec::new();
         let mut failed = None;
@@ -201,7 +201,7 @@ where
             // it, on this thread (when it applies its own message): undo
             // the transaction rather than leave part of it staged.
             let staged = catch_unwind(AssertUnwindSafe(|| {
-                inner.shards[i].submit(0, Op::Prepare { stamp, ops })
+                shards[i].submit(0, Op::Prepare { stamp, ops })
             }));
             match staged {
                 Ok(Ok(_)) => {}
@@ -215,7 +215,7 @@ where
         if let Some(e) = failed {
             tracing::warn!(stamp, "transaction failed to stage; rolling back");
             for &i in &touched {
-                let undo = AssertUnwindSafe(|| inner.shards[i].submit(0, Op::Rollback { stamp }));
+                let undo = AssertUnwindSafe(|| shards[i].submit(0, Op::Rollback { stamp }));
                 if !matches!(catch_unwind(undo), Ok(Ok(_))) {
                     tracing::warn!(stamp, shard = i, "rollback failed in a shard");
                 }
@@ -229,8 +229,7 @@ where
         for &i in &touched {
             // Visible already; if this fails (a key's `Eq` panicking), the
             // shard finalizes the stamp before its next transaction.
-            let finalize =
-                AssertUnwindSafe(|| inner.shards[i].send_oneway(0, Op::Finalize { stamp }));
+            let finalize = AssertUnwindSafe(|| shards[i].send_oneway(0, Op::Finalize { stamp }));
             if catch_unwind(finalize).is_err() {
                 tracing::warn!(stamp, shard = i, "finalize failed in a shard");
             }

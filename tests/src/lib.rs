@@ -25,6 +25,22 @@ pub fn free_rounds() -> u64 {
     }
 }
 
+/// A cache small enough that the seed scenarios run under heavy eviction
+/// (4 shards, 16 entries): bounding must not break G1-G4.
+pub fn small_coherent<K, V>() -> std::sync::Arc<coherent::Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    std::sync::Arc::new(
+        coherent::Cache::builder()
+            .shards(4)
+            .max_capacity(16)
+            .build()
+            .expect("a valid configuration"),
+    )
+}
+
 /// Spins (yielding) until `cond` holds. Used to wait for a state another
 /// thread reaches through the code under test, such as "this caller is now
 /// blocked inside the cache": a condition, not a timed sleep.

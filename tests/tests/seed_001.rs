@@ -32,15 +32,7 @@ fn seed_001_no_stale_fill_under_contention() {
 /// The same races on a bounded cache (G7 must not break G3).
 #[test]
 fn seed_001_holds_with_a_small_capacity() {
-    let small = || {
-        Arc::new(
-            coherent::Cache::builder()
-                .shards(4)
-                .max_capacity(16)
-                .build()
-                .unwrap(),
-        )
-    };
+    let small = coherent_tests::small_coherent;
     for _ in 0..50 {
         assert_eq!(seed_001::forced(small()).anomalies, 0);
     }

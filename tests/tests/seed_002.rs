@@ -31,15 +31,7 @@ fn seed_002_write_then_read_is_never_stale_under_contention() {
 /// The same races on a bounded cache (G7 must not break G1).
 #[test]
 fn seed_002_holds_with_a_small_capacity() {
-    let small = || {
-        Arc::new(
-            coherent::Cache::builder()
-                .shards(4)
-                .max_capacity(16)
-                .build()
-                .unwrap(),
-        )
-    };
+    let small = coherent_tests::small_coherent;
     assert_eq!(seed_002::forced(small()).anomalies, 0);
     let outcome = seed_002::free_running(small(), free_rounds());
     assert_eq!(outcome.anomalies, 0, "{outcome:?}");
