@@ -5,6 +5,7 @@ use crate::error::Error;
 use coherent_shard::{Clock, Expiry, Listener, RemovalCause, ShardConfig, Weigher};
 use std::hash::Hash;
 use std::marker::PhantomData;
+// `std`'s `Arc` on purpose: the closures are immutable configuration (sync.rs).
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,11 +2,11 @@
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
+use crate::sync::{Arc, Hasher, Ordering, Shards};
 use crate::visibility::Watermark;
 use coherent_shard::{Expiry, Op, Reply, Shard, Stats, SubmitError, Tag, TxnOp, Visible};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
 
 /// A concurrent cache that never serves stale data.
 ///
@@ -31,14 +31,14 @@ pub struct Cache<K, V> {
     /// hasher are one load away from `&self`, not two (through another `Arc`). A
     /// `get` is a chain of dependent loads (handle, shard, table, slot,
     /// entry), and each L1 hit in it is about 5 cycles of a ~90-cycle `get`.
-    shards: Arc<[Shard<K, V>]>,
+    shards: Shards<K, V>,
     /// One hasher for routing and probing, seeded per cache so that keys
     /// chosen by an attacker cannot collide on purpose. foldhash's
     /// `quality` variant, not `fast`: the shard is chosen from the top 32
     /// bits and the slot tag from bits 40-63, and with `fast` some process
     /// seeds sent 100 sequential integer keys to only 7 of 8 shards (8 runs
     /// in 300; `quality` adds one multiply).
-    hasher: foldhash::quality::RandomState,
+    hasher: Hasher,
     /// Which transactions readers see, and the lock that orders commits
     /// (`visibility.rs`, `txn.rs`); shared by every handle.
     watermark: Arc<Watermark>,
@@ -90,8 +90,8 @@ where
     }
 
     pub(crate) fn from_configs(configs: Vec<coherent_shard::ShardConfig<K, V>>) -> Self {
-        let shards: Arc<[Shard<K, V>]> = configs.into_iter().map(Shard::with_config).collect();
-        let hasher = foldhash::quality::RandomState::default();
+        let shards = crate::sync::shards(configs.into_iter().map(Shard::with_config));
+        let hasher = crate::sync::hasher();
         Self {
             shards,
             hasher,
@@ -134,7 +134,7 @@ where
         let keys: Vec<(u64, &Q)> = keys.into_iter().map(|k| (self.hash(k), k)).collect();
         let watermark = self.watermark.current();
         // Acquire: as in `get`; pairs with the committer's Release store.
-        let mut seen = watermark.load(std::sync::atomic::Ordering::Acquire);
+        let mut seen = watermark.load(Ordering::Acquire);
         loop {
             let values = keys
                 .iter()
@@ -143,7 +143,7 @@ where
             // No transaction committed while we read (each slot load is
             // Acquire, so one that saw a later commit's finalized entry
             // would make this load see that commit's watermark).
-            let now = watermark.load(std::sync::atomic::Ordering::Acquire);
+            let now = watermark.load(Ordering::Acquire);
             if now == seen {
                 return values;
             }
@@ -508,6 +508,47 @@ where
         })
     }
 
+    /// Closes the cache, for every handle: once this returns, every
+    /// entry is gone, `get` finds nothing, and every write, update, load
+    /// and transaction returns [`Error::Closed`] without changing anything.
+    ///
+    /// Nobody is left hanging: an operation queued in a shard before the
+    /// close reached it is applied and answered as usual, one queued after
+    /// is answered `Closed`, and a caller waiting on another caller's load
+    /// of the key is answered `Closed` (the leader keeps the value it
+    /// loaded; it is not cached). Readers still reading an entry are safe:
+    /// entries are retired, not freed under them. The removal listener
+    /// hears of each entry dropped (`Invalidated`, or `Expired`).
+    ///
+    /// Shards close one after another: a `get` racing the close may find a
+    /// key of a closed shard gone and one of an open shard still there.
+    /// Closing twice is harmless. Memory is given back when the last
+    /// handle is dropped; a closed cache cannot be reopened.
+    ///
+    /// ```
+    /// use coherent::{Cache, Error};
+    ///
+    /// let cache: Cache<u64, u64> = Cache::new();
+    /// cache.insert(1, 10).unwrap();
+    /// cache.close().unwrap();
+    /// assert_eq!(cache.get(&1), None);
+    /// assert_eq!(cache.insert(2, 20), Err(Error::Closed));
+    /// assert_eq!(cache.transaction().insert(3, 30).commit(), Err(Error::Closed));
+    /// ```
+    ///
+    /// Errors: [`Error::Reentrant`] from inside an update closure (nothing
+    /// was closed).
+    pub fn close(&self) -> Result<(), Error> {
+        for shard in self.shards.iter() {
+            match shard.close() {
+                Ok(()) | Err(SubmitError::Closed) => {}
+                Err(e) => return Err(submit_error(e)),
+            }
+        }
+        tracing::debug!(shards = self.shards.len(), "cache closed");
+        Ok(())
+    }
+
     /// The shard index of `hash` (see [`shard`](Self::shard)).
     pub(crate) fn shard_index(&self, hash: u64) -> usize {
         let n = self.shards.len() as u64;
@@ -565,6 +606,7 @@ pub(crate) fn submit_error<T>(e: SubmitError<T>) -> Error {
         SubmitError::Reentrant(_) => Error::Reentrant,
         SubmitError::Lost => Error::Lost,
         SubmitError::Full(_) => Error::Full,
+        SubmitError::Closed => Error::Closed,
     }
 }
 

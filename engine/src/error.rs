@@ -27,6 +27,10 @@ pub enum Error {
     /// room instead (backpressure); the mailbox's size is
     /// [`CacheBuilder::mailbox_capacity`](crate::CacheBuilder::mailbox_capacity).
     Full,
+    /// The cache was closed ([`Cache::close`](crate::Cache::close)):
+    /// nothing was changed or queued. Every later write, update, load and
+    /// transaction fails this way; `get` finds nothing.
+    Closed,
 }
 
 impl fmt::Display for Error {
@@ -45,6 +49,7 @@ impl fmt::Display for Error {
             Error::Full => f.write_str(
                 "the shard is busy and its mailbox is full; nothing was queued or changed",
             ),
+            Error::Closed => f.write_str("the cache is closed; nothing was changed"),
         }
     }
 }

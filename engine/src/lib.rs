@@ -32,7 +32,8 @@
 //!   never hands such a value to a call that started after the write.
 //! - **G4** `update` is an atomic read-modify-write; none is lost.
 //! - **G5** `get` takes no lock, sends no message and never waits.
-//! - **G6** a panicking or failing closure reaches only its own caller.
+//! - **G6** a panicking or failing closure reaches only its own caller;
+//!   [`Cache::close`] answers every operation in flight and refuses the rest.
 //!
 //! `docs/guarantees.md` in the repository states each precisely and names the
 //! test that checks it.
@@ -41,6 +42,7 @@ mod builder;
 mod cache;
 mod error;
 mod load;
+mod sync;
 mod txn;
 mod visibility;
 

@@ -199,6 +199,7 @@ fn wait_turn<V>(reply: Option<Reply<V>>) -> Result<Turn<V>, Error> {
     match reply {
         Some(Reply::Hit(v)) => Ok(Turn::Hit(v)),
         Some(Reply::Lead(token)) => Ok(Turn::Lead(token)),
+        Some(Reply::Closed) => Err(Error::Closed),
         Some(_) => unreachable!("a load is answered with Hit or Lead"),
         None => Err(Error::Lost),
     }

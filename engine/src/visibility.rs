@@ -9,9 +9,10 @@
 //! only when it meets an intent, so a `get` of a key no transaction is
 //! touching never reads it. See docs/design.md, "Transactions".
 
+use crate::sync::{
+    fence, spin_loop, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, SPINS,
+};
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
 
 pub(crate) struct Watermark {
     /// The newest stamp readers see.
@@ -118,11 +119,11 @@ impl Watermark {
     #[cold]
     #[inline(never)]
     pub(crate) fn wait_for(&self, stamp: u64) {
-        for _ in 0..1024 {
+        for _ in 0..SPINS {
             if self.reached(stamp) {
                 return;
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let mut g = lock(&self.wait_lock);

@@ -54,3 +54,24 @@ pub fn in_update_closure() -> bool {
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     owner::panic_message(payload)
 }
+
+/// Runs `f` under `loom::model` and prints how many interleavings it
+/// explored and how long that took (the figures in docs/guarantees.md).
+/// For the loom models of this crate and of the engine.
+#[cfg(coherent_loom)]
+#[doc(hidden)]
+pub fn loom_model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let started = std::time::Instant::now();
+    loom::model(move || {
+        counted.fetch_add(1, Relaxed);
+        f();
+    });
+    eprintln!(
+        "loom model {name}: {} interleavings in {:?}",
+        runs.load(Relaxed),
+        started.elapsed()
+    );
+}

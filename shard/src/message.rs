@@ -95,6 +95,11 @@ pub enum Op<K, V> {
         /// The transaction.
         stamp: u64,
     },
+    /// Close the shard: answer every load waiting here with
+    /// [`Reply::Closed`], drop every entry, and from then on refuse every
+    /// message with [`Reply::Closed`]. Messages queued before it are
+    /// applied and answered as usual.
+    Close,
     /// Transaction `stamp` will not commit: undo its intents (writes folded
     /// into them by later plain operations are kept and become visible
     /// when the watermark reaches `stamp`, which the committer still does).
@@ -156,6 +161,7 @@ impl<K, V> std::fmt::Debug for Op<K, V> {
             Op::Prepare { .. } => "Prepare",
             Op::Finalize { .. } => "Finalize",
             Op::Rollback { .. } => "Rollback",
+            Op::Close => "Close",
         })
     }
 }
@@ -187,4 +193,6 @@ pub enum Reply<V> {
     UpdatedAt(Option<V>, u64),
     /// This shard's part of the transaction is staged.
     Prepared,
+    /// The shard is closed ([`Op::Close`]): nothing was applied.
+    Closed,
 }

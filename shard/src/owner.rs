@@ -27,8 +27,9 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// The smallest read table a shard keeps.
-pub(crate) const MIN_SLOTS: usize = 16;
+/// The smallest read table a shard keeps. Under loom, 4: a model with
+/// three keys then rebuilds its table while readers hold the old one.
+pub(crate) const MIN_SLOTS: usize = if cfg!(coherent_loom) { 4 } else { 16 };
 
 /// Freed entries' memory an owner keeps for its next writes, at most.
 const POOL_MAX: usize = 2 * crate::reclaim::BATCH;
@@ -161,6 +162,8 @@ pub(crate) struct Owner<K, V> {
     /// a capacity, a listener, default expiry, or an entry that expires.
     /// One flag on the hot line, so a plain cache's write skips the rest.
     extras: bool,
+    /// Closed (`Op::Close`): every message is refused with `Reply::Closed`.
+    closed: bool,
     /// What was unlinked from `table` (or was `table`) and readers may
     /// still hold; freed once they cannot (reclaim.rs).
     garbage: Garbage<Retired<K, V>>,
@@ -257,6 +260,7 @@ where
                 listener: config.listener.clone(),
             },
             mortal: false,
+            closed: false,
             extras: config.budget.is_some()
                 || config.listener.is_some()
                 || config.expiry != Expiry::default(),
@@ -270,6 +274,74 @@ where
         self.live
     }
 
+    /// Whether the shard was closed (`Op::Close`).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The answer of a closed shard to `op`: refused, and any load waiter
+    /// in it told so. A leader's `Abandon` has nothing left to abandon.
+    #[cold]
+    fn refuse(op: Op<K, V>) -> Option<Reply<V>> {
+        match op {
+            Op::LoadBegin { waiter, .. } => {
+                let _ = waiter.send(Reply::Closed);
+                None
+            }
+            Op::Abandon { .. } | Op::Finalize { .. } | Op::Rollback { .. } | Op::Close => {
+                Some(Reply::Done)
+            }
+            _ => Some(Reply::Closed),
+        }
+    }
+
+    /// Closes the shard: every caller waiting on a load here is answered
+    /// `Closed` (none is left waiting: the lease map is never looked at
+    /// again), every entry is unlinked (a fresh empty table is published,
+    /// and the old one and its entries are retired: readers still on them
+    /// are safe), and from now on every message is refused.
+    #[cold]
+    fn close(&mut self, published: &Published<K, V>) {
+        self.closed = true;
+        if !cfg!(coherent_loom_break_close) {
+            for (_, lease) in self.leases.drain() {
+                for w in lease.waiters {
+                    let _ = w.send(Reply::Closed);
+                }
+            }
+        }
+        // `coherent_loom_break_close`: deliberately broken (the waiters of
+        // loads in flight are kept, never answered), to show that the
+        // shutdown model catches a caller left hanging.
+        self.pending = None;
+        self.tags_of.clear();
+        self.keys_of.clear();
+        if let Some(p) = self.policy.as_mut() {
+            p.clear(); // its pointers go with the table
+        }
+        let fresh = OwnedSlots::new(Slots::with_slots(MIN_SLOTS));
+        // Release: as in `rebuild` (the empty array is initialised).
+        published.store(fresh.as_ptr(), Ordering::Release);
+        let Some(old) = self.table.replace(fresh) else {
+            return;
+        };
+        let mut taken = Vec::with_capacity(self.live);
+        old.get().disown_all(|was| taken.push(was));
+        self.live = 0;
+        self.tombs = 0;
+        self.sweep = 0;
+        for was in taken {
+            if let Was::Live(e) = &was {
+                let cause = self.cause(e.get(), RemovalCause::Invalidated);
+                self.notify(e.get(), cause);
+            }
+            self.retire_was(was);
+        }
+        self.retire(Retired::Slots(old));
+        tracing::debug!("shard closed");
+    }
+
     /// Applies one message. `None` means the answer goes (or went) through
     /// the responder carried inside the message.
     pub(crate) fn apply(
@@ -278,6 +350,9 @@ where
         op: Op<K, V>,
         published: &Published<K, V>,
     ) -> Option<Reply<V>> {
+        if self.closed {
+            return Self::refuse(op);
+        }
         match op {
             Op::Insert { key, value } => Some(done(self.write(
                 hash,
@@ -357,6 +432,10 @@ where
             }
             Op::Rollback { stamp } => {
                 self.resolve_pending(stamp, false);
+                Some(Reply::Done)
+            }
+            Op::Close => {
+                self.close(published);
                 Some(Reply::Done)
             }
         }
@@ -942,7 +1021,11 @@ where
             ShardStats::bump(&self.stats.loads);
         }
         match self.leases.get(&key) {
-            Some(lease) if lease.token == token && !lease.doomed => {
+            // `coherent_loom_break_lease`: deliberately broken (a doomed
+            // lease installs anyway), to show the G3 model catches it.
+            Some(lease)
+                if lease.token == token && (!lease.doomed || cfg!(coherent_loom_break_lease)) =>
+            {
                 let lease = self.leases.remove(&key).expect("lease was just found");
                 // Not doomed, so neither the key nor its tags are pending:
                 // this applies now (`write` would not fold it).

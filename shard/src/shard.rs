@@ -49,6 +49,16 @@ pub enum SubmitError<T> {
     /// From [`Shard::try_submit`]: the token was taken and the mailbox full.
     /// Nothing was queued or changed.
     Full(T),
+    /// The shard is closed ([`Shard::close`]): nothing was changed.
+    Closed,
+}
+
+/// A closed shard's refusal, as an error.
+fn refused<V, T>(reply: Reply<V>) -> Result<Reply<V>, SubmitError<T>> {
+    match reply {
+        Reply::Closed => Err(SubmitError::Closed),
+        other => Ok(other),
+    }
 }
 
 /// Returns `Pending` once (waking itself at once), so that a task waiting
@@ -313,7 +323,10 @@ where
             return Err(SubmitError::Reentrant(op));
         }
         if let Some(owner) = self.try_own() {
-            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+            return refused(
+                self.serve(owner, Some((hash, op)))
+                    .ok_or(SubmitError::Lost)?,
+            );
         }
         let (tx, rx) = completion();
         let envelope = Envelope {
@@ -345,12 +358,17 @@ where
     ) -> Result<Option<u64>, SubmitError<Op<K, V>>> {
         if !in_closure() {
             if let Some(owner) = self.owner.take_idle() {
-                return Ok(self.serve_with(owner, |owner, published| match value {
-                    Some(value) => {
-                        owner.write(hash, key, Some(value), Some(Vec::new()), None, published)
+                return self.serve_with(owner, |owner, published| {
+                    if owner.is_closed() {
+                        return Err(SubmitError::Closed);
                     }
-                    None => owner.write(hash, key, None, None, None, published),
-                }));
+                    Ok(match value {
+                        Some(value) => {
+                            owner.write(hash, key, Some(value), Some(Vec::new()), None, published)
+                        }
+                        None => owner.write(hash, key, None, None, None, published),
+                    })
+                });
             }
         }
         let op = match value {
@@ -374,7 +392,10 @@ where
             return Err(SubmitError::Reentrant(op));
         }
         if let Some(owner) = self.try_own() {
-            return self.serve(owner, Some((hash, op))).ok_or(SubmitError::Lost);
+            return refused(
+                self.serve(owner, Some((hash, op)))
+                    .ok_or(SubmitError::Lost)?,
+            );
         }
         let (tx, rx) = completion();
         let mut envelope = Envelope {
@@ -407,7 +428,17 @@ where
         // future cannot skip it.
         self.after_push();
         let _waiting = self.waiter();
-        rx.await.ok_or(SubmitError::Lost)
+        refused(rx.await.ok_or(SubmitError::Lost)?)
+    }
+
+    /// Closes the shard once every message queued before this one is
+    /// applied and answered: answers every caller waiting on a load here
+    /// with [`Reply::Closed`], drops every entry (readers still reading
+    /// one are safe: it is retired, not freed), and refuses every later
+    /// message with [`SubmitError::Closed`] (a `get` finds nothing).
+    /// Closing a closed shard does nothing.
+    pub fn close(&self) -> Result<(), SubmitError<Op<K, V>>> {
+        self.submit(0, Op::Close).map(drop)
     }
 
     /// Starts a load of `key`: the returned completion answers `Hit` (the
@@ -452,7 +483,7 @@ where
 
     fn wait(&self, rx: Completion<Reply<V>>) -> Result<Reply<V>, SubmitError<Op<K, V>>> {
         let _waiting = self.waiter();
-        rx.wait().ok_or(SubmitError::Lost)
+        refused(rx.wait().ok_or(SubmitError::Lost)?)
     }
 
     /// The writer's half of the hand-off: after a push, count the message
@@ -545,9 +576,22 @@ where
     /// Takes out and applies `queued` counted messages.
     fn drain(&mut self, queued: usize) -> usize {
         for _ in 0..queued {
-            let Some(Envelope { hash, op, reply }) = self.take_out() else {
+            let Some(Envelope {
+                hash,
+                op,
+                mut reply,
+            }) = self.take_out()
+            else {
                 return 0;
             };
+            if cfg!(coherent_loom_break_ack) && matches!(op, Op::Insert { .. }) {
+                // Deliberately broken: a queued write is acknowledged before
+                // it is applied (seed 003's incident), to show that the G1
+                // model catches it (docs/guarantees.md).
+                if let Some(early) = reply.take() {
+                    let _ = early.send(Reply::Done);
+                }
+            }
             let answer = self.apply(hash, op);
             if let (Some(reply), Some(answer)) = (reply, answer) {
                 // The caller may have gone away (a dropped future): fine.

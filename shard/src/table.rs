@@ -1164,6 +1164,33 @@ impl<K, V> Slots<K, V> {
         }
     }
 
+    /// Hands every entry and intent the array points to over to `take`,
+    /// as owned values (closing the shard: the array was replaced by an
+    /// empty one). Like [`move_into`](Self::move_into), `self` keeps its
+    /// pointers for the readers still on it but no longer owns them: from
+    /// here it may only be read, then dropped as a shell
+    /// (`Retired::Slots`), after whatever `take` retires.
+    pub(crate) fn disown_all(&self, mut take: impl FnMut(Was<K, V>)) {
+        for slot in self.slots.iter() {
+            // Relaxed: the owner wrote every slot.
+            let p = slot.load(Ordering::Relaxed);
+            if p.is_null() || p == tomb() {
+                continue;
+            }
+            take(if is_intent(p) {
+                // SAFETY: an intent slot owns its shell and, through it, its
+                // entries (`tagged_intent`, `free_with_entries`); ownership
+                // passes to `take`, and `self` never frees it (its drop
+                // frees the array only).
+                Was::Intent(unsafe { OwnedIntent(NonNull::new_unchecked(untagged(p).cast())) })
+            } else {
+                // SAFETY: a live slot owns its entry (`tagged`); ownership
+                // passes to `take`, as above.
+                Was::Live(unsafe { OwnedEntry::from_raw(untagged(p)) })
+            });
+        }
+    }
+
     /// Places a tagged slot pointer into an array no reader has seen yet.
     fn place(&self, hash: u64, p: *mut Entry<K, V>) {
         let mut i = hash as usize & self.mask;

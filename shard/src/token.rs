@@ -65,6 +65,9 @@ impl<T> Token<T> {
     /// write, which then has nothing to drain first.
     #[inline]
     pub(crate) fn take_idle(&self) -> Option<Held<'_, T>> {
+        if cfg!(coherent_loom_break_owner) {
+            return self.take();
+        }
         // Acquire: the previous holder's changes (released with Release)
         // are visible to us.
         self.state
@@ -77,7 +80,11 @@ impl<T> Token<T> {
     pub(crate) fn take(&self) -> Option<Held<'_, T>> {
         // Acquire: as in `take_idle`; also makes counted messages' pushes
         // visible (they were counted with Release).
-        (self.state.fetch_or(HELD, Ordering::Acquire) & HELD == 0).then(|| self.held())
+        let was = self.state.fetch_or(HELD, Ordering::Acquire);
+        // `coherent_loom_break_owner`: deliberately broken (no mutual
+        // exclusion: a second writer takes a held token), to show that the
+        // models catch two owners in one shard (docs/guarantees.md).
+        (was & HELD == 0 || cfg!(coherent_loom_break_owner)).then(|| self.held())
     }
 
     /// Counts in one message that was just queued; returns the token if it

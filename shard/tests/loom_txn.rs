@@ -23,7 +23,7 @@ fn insert(hash: u64, key: u64, value: u64) -> TxnOp<u64, u64> {
 
 #[test]
 fn a_transaction_across_two_shards_is_seen_whole_or_not_at_all() {
-    loom::model(|| {
+    coherent_shard::loom_model("transaction_two_shards", || {
         let a: Arc<Shard<u64, u64>> = Arc::new(Shard::new(4, 4));
         let b: Arc<Shard<u64, u64>> = Arc::new(Shard::new(4, 4));
         let watermark = Arc::new(AtomicU64::new(0));

@@ -54,6 +54,9 @@ pub trait TxnCache: Send + Sync + 'static {
     fn get(&self, key: u64) -> Option<u64>;
     /// A multi-key read.
     fn get_many(&self, keys: &[u64]) -> Vec<Option<u64>>;
+    /// A plain write of a key outside the checked ones (`>= KEYS`), from
+    /// a noise writer: it contends for the shards the transactions use.
+    fn noise(&self, key: u64, value: u64);
 }
 
 impl TxnCache for coherent::Cache<u64, u64> {
@@ -77,6 +80,14 @@ impl TxnCache for coherent::Cache<u64, u64> {
     }
     fn get_many(&self, keys: &[u64]) -> Vec<Option<u64>> {
         coherent::Cache::get_many(self, keys)
+    }
+    fn noise(&self, key: u64, value: u64) {
+        match value % 3 {
+            0 => self.insert(key, value),
+            1 => self.update(key, |v| Some(v.map_or(0, |n| n + 1))).map(drop),
+            _ => self.invalidate(&key),
+        }
+        .expect("noise write");
     }
 }
 
@@ -105,6 +116,9 @@ impl TxnCache for OneKeyAtATime {
     }
     fn get_many(&self, keys: &[u64]) -> Vec<Option<u64>> {
         keys.iter().map(|k| self.0.get(k)).collect()
+    }
+    fn noise(&self, key: u64, value: u64) {
+        self.0.noise(key, value);
     }
 }
 
@@ -146,18 +160,20 @@ pub struct History {
 
 /// A small deterministic generator (the workload must not depend on a
 /// crate the checker is meant to check around).
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 }
 
@@ -204,9 +220,49 @@ fn effect(value: u64, steps: &[TxnStep]) -> Vec<(u64, Option<u64>)> {
     out
 }
 
+/// How a run is scheduled beyond its workload: extra threads, and pauses
+/// drawn from the run's seed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Schedule {
+    /// Threads writing keys outside the checked ones while the run goes,
+    /// contending for the shards' tokens (so that a transaction's parts
+    /// are often queued and applied by another thread).
+    pub noise_writers: usize,
+    /// Out of 1,024, how often a thread pauses before an operation: a
+    /// yield of its time slice, or a spin of up to 4,096 iterations (half
+    /// each). Drawn from each thread's generator, so a seed replays the
+    /// same pauses at the same points of the same workload.
+    pub jitter: u64,
+}
+
+/// A pause before an operation, as `schedule` and `rng` decide.
+fn jitter(rng: &mut Rng, schedule: &Schedule) {
+    if schedule.jitter == 0 || rng.below(1024) >= schedule.jitter {
+        return;
+    }
+    if rng.below(2) == 0 {
+        std::thread::yield_now();
+    } else {
+        for _ in 0..rng.below(4096) {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Runs `txns` transactions on one thread while `readers` threads read,
 /// and returns the history.
 pub fn record<C: TxnCache>(cache: Arc<C>, txns: u64, readers: usize, seed: u64) -> History {
+    record_with(cache, txns, readers, Schedule::default(), seed)
+}
+
+/// [`record`], with the threads and pauses of `schedule`.
+pub fn record_with<C: TxnCache>(
+    cache: Arc<C>,
+    txns: u64,
+    readers: usize,
+    schedule: Schedule,
+    seed: u64,
+) -> History {
     let clock = Arc::new(AtomicU64::new(0));
     let tick = |c: &AtomicU64| c.fetch_add(1, Ordering::SeqCst);
     let done = Arc::new(AtomicBool::new(false));
@@ -219,6 +275,7 @@ pub fn record<C: TxnCache>(cache: Arc<C>, txns: u64, readers: usize, seed: u64) 
                 let mut rng = Rng(seed ^ (0x9E37_79B9 * (thread as u64 + 1)));
                 let mut mine = Vec::new();
                 while !done.load(Ordering::Relaxed) {
+                    jitter(&mut rng, &schedule);
                     let many = rng.below(2) == 0;
                     let keys: Vec<u64> = if many {
                         (0..KEYS).filter(|_| rng.below(2) == 0).collect()
@@ -244,9 +301,24 @@ pub fn record<C: TxnCache>(cache: Arc<C>, txns: u64, readers: usize, seed: u64) 
             })
         })
         .collect();
+    let noise: Vec<_> = (0..schedule.noise_writers)
+        .map(|w| {
+            let (cache, done) = (cache.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed ^ (0x85EB_CA6B * (w as u64 + 1)));
+                let mut n = 0;
+                while !done.load(Ordering::Relaxed) {
+                    jitter(&mut rng, &schedule);
+                    cache.noise(KEYS + rng.below(64), n);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
     let mut rng = Rng(seed);
     let mut history = History::default();
     for value in 1..=txns {
+        jitter(&mut rng, &schedule);
         let steps = steps(&mut rng);
         let invoked = tick(&clock);
         cache.commit(value, &steps);
@@ -260,6 +332,9 @@ pub fn record<C: TxnCache>(cache: Arc<C>, txns: u64, readers: usize, seed: u64) 
     done.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("reader");
+    }
+    for t in noise {
+        t.join().expect("noise writer");
     }
     history.reads = std::mem::take(&mut *reads.lock().expect("reads"));
     history
