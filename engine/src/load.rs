@@ -11,7 +11,7 @@
 
 use crate::cache::{submit_error, Cache};
 use crate::error::{Error, LoadError};
-use coherent_shard::{panic_message, Completion, Op, Reply, Shard, Tag, Visible};
+use coherent_shard::{panic_message, Completion, Op, Reply, Shard, SubmitError, Tag, Visible};
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -239,6 +239,9 @@ impl<'a, K: Hash + Eq + Clone, V: Clone> Lease<'a, K, V> {
         match self.shard.submit(self.hash, op) {
             Ok(Reply::Installed) => tracing::trace!(token = self.token, "load installed"),
             Ok(_) => tracing::debug!(token = self.token, "load raced a write; not cached"),
+            Err(SubmitError::Closed) => {
+                tracing::debug!(token = self.token, "cache closed; value not cached")
+            }
             Err(_) => tracing::warn!(token = self.token, "install lost; value not cached"),
         }
         value
