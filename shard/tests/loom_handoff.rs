@@ -184,6 +184,31 @@ fn a_racing_get_sees_old_or_new_never_freed() {
     });
 }
 
+/// A `get` racing `Shard::close` sees the value or nothing, and never
+/// memory that was freed: closing publishes an empty table and retires the
+/// old one with its entries (`Slots::disown_all`), freed only once no
+/// reader can hold them (a second entry fills the 2-item garbage batch, so
+/// the owner tries to free while the reader may be pinned). Building with
+/// `--cfg coherent_loom_break_reclaim` makes loom report the free racing
+/// the reader's clone.
+#[test]
+fn a_get_racing_close_sees_the_value_or_nothing_never_freed() {
+    model("get_vs_close", || {
+        let s = Arc::new(Shard::<u64, Tracked>::new(4, 1));
+        put(&s, 1, 1);
+        put(&s, 2, 2);
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || s.get(1, &1, Visible::At(0)).map(|v| v.read()))
+        };
+        s.close().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(matches!(seen, Some(1) | None), "read {seen:?}");
+        assert!(s.get(1, &1, Visible::At(0)).is_none());
+        assert!(s.is_empty());
+    });
+}
+
 /// G3: a load whose lease is doomed by a racing write never installs, and
 /// a caller waiting on that load is answered (a value, or the lead of a
 /// fresh load): the cache ends with the write's value whatever the order.
