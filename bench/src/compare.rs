@@ -1,64 +1,193 @@
 //! The comparison tables, shared by the `compare` and `demo` binaries.
 
-use crate::{median, prefilled, throughput, zipf_keys};
+use crate::{median, prefilled, throughput, zipf_keys, NAMES};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEYS: u64 = 100_000;
 
-/// Prints the `get` throughput table and the insert latency table; `quick`
-/// shortens the measurement windows (for the demo).
-pub fn run(quick: bool) {
+/// One `get` throughput cell: a mix and a thread count.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    /// Writes per mille.
+    writes: u32,
+    threads: usize,
+}
+
+/// Prints the `get` throughput and ratio table, the write latency table of
+/// every cache, async pipelined inserts and the transaction figures;
+/// `quick` shortens the measurement windows (for the demo). With
+/// `plot_dir`, also writes the throughput figures there as SVG.
+pub fn run(quick: bool, plot_dir: Option<&std::path::Path>) {
     let (window, rounds) = if quick {
-        (Duration::from_millis(150), 3)
+        (Duration::from_millis(120), 3)
     } else {
-        (Duration::from_millis(400), 5)
+        (Duration::from_millis(250), 5)
     };
     let keys = Arc::new(zipf_keys(KEYS, 1.0, 1 << 20, 1));
-    let cells = [
-        ("100% get", 0u32, 1usize),
-        ("100% get", 0, 2),
-        ("95% get", 50, 1),
-        ("95% get", 50, 2),
-    ];
+    let cells: Vec<Cell> = [0u32, 50, 200]
+        .into_iter()
+        .flat_map(|writes| [1, 2].map(|threads| Cell { writes, threads }))
+        .collect();
     // samples[cell][cache][round]. Every round builds and fills the caches
     // afresh: where their memory lands moves single-process results by 2x
     // on this VM, and fresh caches per round average that out. Within a
     // round the caches take turns, starting with a different one each round.
-    let mut samples = vec![vec![Vec::new(); 3]; cells.len()];
+    let mut samples = vec![vec![Vec::new(); NAMES.len()]; cells.len()];
     for round in 0..rounds {
         let targets = prefilled(KEYS);
-        for (c, &(_, writes, threads)) in cells.iter().enumerate() {
+        for (c, cell) in cells.iter().enumerate() {
             for turn in 0..targets.len() {
                 let i = (round + turn) % targets.len();
-                samples[c][i].push(throughput(&targets[i], &keys, threads, writes, window));
+                samples[c][i].push(throughput(
+                    &targets[i],
+                    &keys,
+                    cell.threads,
+                    cell.writes,
+                    window,
+                ));
             }
         }
     }
     println!(
-        "get throughput, Zipf 1.0 over {KEYS} keys, all present (Mops/s, median of {rounds} rounds; ratios: median of per-round ratios)"
+        "get throughput, Zipf 1.0 over {KEYS} keys, all present (Mops/s, median of {rounds} rounds; ratios: coherent's, median of per-round ratios)"
     );
     println!(
-        "{:<10} {:>7} {:>10} {:>12} {:>10} {:>9} {:>9}",
-        "mix", "threads", "coherent", "quick_cache", "moka", "vs quick", "vs moka"
+        "{:<8} {:>7} {:>9} {:>11} {:>7} {:>8} {:>9} {:>8} {:>8}",
+        "mix",
+        "threads",
+        "coherent",
+        "quick_cache",
+        "moka",
+        "dashmap",
+        "vs quick",
+        "vs moka",
+        "vs dash"
     );
-    for (c, &(mix, _, threads)) in cells.iter().enumerate() {
+    for (c, cell) in cells.iter().enumerate() {
         let s = &samples[c];
         let ratio = |other: usize| median(s[0].iter().zip(&s[other]).map(|(a, b)| a / b).collect());
         println!(
-            "{:<10} {:>7} {:>10.1} {:>12.1} {:>10.1} {:>8.2}x {:>8.2}x",
-            mix,
-            threads,
+            "{:<8} {:>7} {:>9.1} {:>11.1} {:>7.1} {:>8.1} {:>8.2}x {:>7.2}x {:>7.2}x",
+            format!("{}/{}", 100 - cell.writes / 10, cell.writes / 10),
+            cell.threads,
             median(s[0].clone()) / 1e6,
             median(s[1].clone()) / 1e6,
             median(s[2].clone()) / 1e6,
+            median(s[3].clone()) / 1e6,
             ratio(1),
-            ratio(2)
+            ratio(2),
+            ratio(3)
         );
     }
+    if let Some(dir) = plot_dir {
+        plot(dir, &cells, &samples);
+    }
+    write_latency(if quick { 50_000 } else { 200_000 });
     insert_latency(if quick { 100_000 } else { 400_000 });
+    pipelined(if quick { 200_000 } else { 1_000_000 });
     transactions(quick, window);
+}
+
+/// Writes `throughput-vs-writes.svg` and `throughput-vs-threads.svg` from
+/// the throughput cells' medians.
+fn plot(dir: &std::path::Path, cells: &[Cell], samples: &[Vec<Vec<f64>>]) {
+    use crate::plot::{svg, Panel, Series};
+    let series = |pick: &dyn Fn(&Cell) -> Option<f64>| -> Vec<Series> {
+        NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Series {
+                name: (*name).into(),
+                points: cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(c, cell)| {
+                        pick(cell).map(|x| (x, median(samples[c][i].clone()) / 1e6))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let by_writes: Vec<Panel> = [1, 2]
+        .map(|threads| Panel {
+            title: format!("{threads} thread{}", if threads > 1 { "s" } else { "" }),
+            x_label: "writes (% of operations)".into(),
+            y_label: "million operations/s".into(),
+            series: series(&|c: &Cell| {
+                (c.threads == threads).then_some(f64::from(c.writes) / 10.0)
+            }),
+        })
+        .into();
+    let by_threads: Vec<Panel> = [0u32, 50, 200]
+        .map(|writes| Panel {
+            title: format!("{}% get, {}% insert", 100 - writes / 10, writes / 10),
+            x_label: "threads".into(),
+            y_label: "million operations/s".into(),
+            series: series(&|c: &Cell| (c.writes == writes).then_some(c.threads as f64)),
+        })
+        .into();
+    let title = "get/insert throughput, Zipf 1.0 over 100k keys (compare, one run)";
+    for (file, panels) in [
+        ("throughput-vs-writes.svg", by_writes),
+        ("throughput-vs-threads.svg", by_threads),
+    ] {
+        let path = dir.join(file);
+        match std::fs::write(&path, svg(title, &panels)) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Write latency of every cache: `n` inserts over 4,096 keys from one
+/// thread, each timed to its return (for coherent, when the value is
+/// visible to every reader).
+pub fn write_latency(n: u64) {
+    println!();
+    println!("insert latency, 1 writer, 4,096 keys (ns; HDR histogram)");
+    println!("{:<34} {:>8} {:>8} {:>8}", "cache", "p50", "p99", "p99.9");
+    for target in prefilled(4096) {
+        let hist = time_each(n, |i| target.insert(i % 4096, i));
+        latency_row(target.name(), &hist);
+    }
+}
+
+/// Async inserts from one thread: one task awaiting each insert in turn,
+/// then 64 tasks on a current-thread runtime (up to 64 writes in flight).
+/// Counts inserts acknowledged (visible) per second.
+pub fn pipelined(n: u64) {
+    println!();
+    println!("async inserts from one thread, acknowledged (visible) per second");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for tasks in [1u64, 64] {
+        let cache = coherent::Cache::<u64, u64>::new();
+        let t0 = Instant::now();
+        rt.block_on(async {
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let cache = cache.clone();
+                    tokio::spawn(async move {
+                        for i in (t..n).step_by(tasks as usize) {
+                            cache.insert_async(i % 65_536, i).await.expect("insert");
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("task");
+            }
+        });
+        let rate = n as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "{:<34} {:>8.2} M/s",
+            format!("{tasks} task(s), {n} inserts"),
+            rate / 1e6
+        );
+    }
 }
 
 /// Prints a latency histogram's percentiles as a table row.

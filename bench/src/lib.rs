@@ -2,6 +2,7 @@
 //! behind one small trait so that every cache runs the same loop.
 
 pub mod compare;
+pub mod plot;
 pub mod trace;
 
 use rand::rngs::SmallRng;
@@ -60,7 +61,27 @@ impl Target for moka::sync::Cache<u64, u64> {
     }
 }
 
-/// The three caches, each sized to hold `keys` keys, prefilled with them.
+impl Target for dashmap::DashMap<u64, u64, foldhash::fast::RandomState> {
+    fn name(&self) -> &'static str {
+        "dashmap"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> bool {
+        // Copy the value out, as the caches' `get` clones it.
+        dashmap::DashMap::get(self, &key).map(|v| *v).is_some()
+    }
+    fn insert(&self, key: u64, value: u64) {
+        dashmap::DashMap::insert(self, key, value);
+    }
+}
+
+/// The caches compared everywhere, in table order: coherent, quick_cache,
+/// moka, and dashmap (an unbounded concurrent map: the ceiling a cache's
+/// bookkeeping is measured against).
+pub const NAMES: [&str; 4] = ["coherent", "quick_cache", "moka", "dashmap"];
+
+/// The four caches ([`NAMES`]), each sized to hold `keys` keys, prefilled
+/// with them.
 pub fn prefilled(keys: u64) -> Vec<Arc<dyn Target>> {
     let c = coherent::Cache::<u64, u64>::builder()
         .initial_capacity(keys as usize)
@@ -69,7 +90,11 @@ pub fn prefilled(keys: u64) -> Vec<Arc<dyn Target>> {
     // quick_cache and moka are bounded; give them room so every key stays.
     let q = quick_cache::sync::Cache::<u64, u64>::new(keys as usize * 2);
     let m = moka::sync::Cache::<u64, u64>::new(keys * 2);
-    let targets: Vec<Arc<dyn Target>> = vec![Arc::new(c), Arc::new(q), Arc::new(m)];
+    let d = dashmap::DashMap::<u64, u64, _>::with_capacity_and_hasher(
+        keys as usize,
+        foldhash::fast::RandomState::default(),
+    );
+    let targets: Vec<Arc<dyn Target>> = vec![Arc::new(c), Arc::new(q), Arc::new(m), Arc::new(d)];
     for t in &targets {
         for k in 0..keys {
             t.insert(k, k);
@@ -91,6 +116,70 @@ pub fn zipf_keys(keys: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
+/// How benchmark keys are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dist {
+    /// Zipf with this exponent (0 the most popular key, scrambled).
+    Zipf(f64),
+    /// Every key equally likely.
+    Uniform,
+}
+
+impl std::fmt::Display for Dist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dist::Zipf(s) => write!(f, "zipf{s:.1}"),
+            Dist::Uniform => f.write_str("uniform"),
+        }
+    }
+}
+
+/// `len` keys over `0..keys` drawn from `dist`.
+pub fn keys_of(dist: Dist, keys: u64, len: usize, seed: u64) -> Vec<u64> {
+    match dist {
+        Dist::Zipf(s) => zipf_keys(keys, s, len, seed),
+        Dist::Uniform => {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            (0..len).map(|_| rng.gen_range(0..keys)).collect()
+        }
+    }
+}
+
+/// One benchmark thread's walk through a key sequence: thread `t` of
+/// `threads` starts at its share's offset; `write_per_mille` of its
+/// operations are inserts of the key, the rest `get`s.
+pub struct Walk {
+    i: usize,
+    rng: SmallRng,
+    write_per_mille: u32,
+}
+
+impl Walk {
+    pub fn new(keys: &[u64], t: usize, threads: usize, write_per_mille: u32) -> Self {
+        Self {
+            i: t * keys.len() / threads.max(1),
+            rng: SmallRng::seed_from_u64(t as u64),
+            write_per_mille,
+        }
+    }
+
+    /// One operation on the next key.
+    #[inline]
+    pub fn step(&mut self, target: &dyn Target, keys: &[u64]) {
+        let k = keys[self.i];
+        self.i = if self.i + 1 == keys.len() {
+            0
+        } else {
+            self.i + 1
+        };
+        if self.write_per_mille > 0 && self.rng.gen_range(0..1000) < self.write_per_mille {
+            target.insert(k, k);
+        } else {
+            std::hint::black_box(target.get(k));
+        }
+    }
+}
+
 /// Runs `threads` threads for `dur`, each walking `keys` from its own
 /// offset; `write_per_mille` of the operations are inserts. Returns total
 /// operations per second.
@@ -108,19 +197,12 @@ pub fn throughput(
             let (target, keys, stop, start) =
                 (target.clone(), keys.clone(), stop.clone(), start.clone());
             std::thread::spawn(move || {
-                let mut rng = SmallRng::seed_from_u64(t as u64);
-                let mut i = t * keys.len() / threads.max(1);
+                let mut walk = Walk::new(&keys, t, threads, write_per_mille);
                 let mut ops = 0u64;
                 start.wait();
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..256 {
-                        let k = keys[i];
-                        i = if i + 1 == keys.len() { 0 } else { i + 1 };
-                        if write_per_mille > 0 && rng.gen_range(0..1000) < write_per_mille {
-                            target.insert(k, k);
-                        } else {
-                            std::hint::black_box(target.get(k));
-                        }
+                        walk.step(&*target, &keys);
                     }
                     ops += 256;
                 }

@@ -11,7 +11,6 @@ use crate::limits::{millis, Expiry, Listener, RemovalCause, ShardConfig, ShardSt
 use crate::message::{Op, Reply, TxnOp};
 use crate::policy::Policy;
 use crate::reclaim::Garbage;
-use crate::sync::{AtomicPtr, Ordering};
 use crate::table::{
     EntryAlloc, EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots,
     View, Was,
@@ -34,8 +33,7 @@ pub(crate) const MIN_SLOTS: usize = if cfg!(coherent_loom) { 4 } else { 16 };
 /// Freed entries' memory an owner keeps for its next writes, at most.
 const POOL_MAX: usize = 2 * crate::reclaim::BATCH;
 
-/// Where a shard publishes its current slot array to readers.
-pub(crate) type Published<K, V> = AtomicPtr<Slots<K, V>>;
+pub(crate) use crate::table::Published;
 
 #[cfg(not(coherent_loom))]
 thread_local! {
@@ -322,7 +320,7 @@ where
         }
         let fresh = OwnedSlots::new(Slots::with_slots(MIN_SLOTS));
         // Release: as in `rebuild` (the empty array is initialised).
-        published.store(fresh.as_ptr(), Ordering::Release);
+        published.publish(fresh.get());
         let Some(old) = self.table.replace(fresh) else {
             return;
         };
@@ -1182,7 +1180,7 @@ where
         );
         self.tombs = 0;
         // Release: every entry was placed before readers can see the array.
-        published.store(fresh.as_ptr(), Ordering::Release);
+        published.publish(fresh.get());
         if let Some(old) = self.table.replace(fresh) {
             self.retire(Retired::Slots(old));
         }

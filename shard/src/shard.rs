@@ -28,7 +28,7 @@ use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
 use crate::reclaim;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering};
 use crate::table::{OwnedSlots, Slots, Visible};
 use crate::tag::Tag;
 use crate::token::{Held, Release, Token};
@@ -227,7 +227,7 @@ where
         let stats = Arc::new(ShardStats::new(reads.clone(), index));
         Self {
             slots: CachePadded::new(ReadSide {
-                table: AtomicPtr::new(table.as_ptr()),
+                table: Published::new(table.get()),
                 bounded: config.budget.is_some(),
                 clock: config.clock.clone(),
                 reads,
@@ -269,15 +269,15 @@ where
     {
         let _pin = reclaim::pin();
         let read = &*self.slots;
-        // Acquire: pairs with the owner's Release store of a new array, so
-        // the entries placed in it are visible.
-        let slots = read.table.load(Ordering::Acquire);
-        // SAFETY: the published array is always a live `Slots` (set in
-        // `new`, replaced only by `Owner::rebuild`), and a replaced one is
-        // freed only after every reader pinned before its replacement has
-        // unpinned (reclaim.rs); we are pinned. The owner frees the current
-        // one only when the shard drops, and `&self` borrows the shard.
-        let found = unsafe { &*slots }.find(hash, key, visible);
+        // SAFETY: we are pinned. The published array is always a live one
+        // (set in `new`, replaced only by `Owner::rebuild` and `close`, which
+        // retire the old one to be freed only after every reader pinned
+        // before its replacement has unpinned: reclaim.rs). The owner frees
+        // the current one only when the shard drops, and `&self` borrows
+        // the shard. The Acquire load inside pairs with the owner's Release
+        // publication, so the entries placed in the array are visible.
+        let slots = unsafe { read.table.read() };
+        let found = Slots::find(slots, hash, key, visible);
         let value = match found {
             // A plain entry: nothing to check, nothing to record.
             Some(e) if e.extra().is_none() => Some(e.value.clone()),

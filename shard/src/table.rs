@@ -774,11 +774,6 @@ impl<K, V> OwnedSlots<K, V> {
         Self(NonNull::from(Box::leak(Box::new(slots))))
     }
 
-    /// The pointer readers load; valid while this (or its retirement) lives.
-    pub(crate) fn as_ptr(&self) -> *mut Slots<K, V> {
-        self.0.as_ptr()
-    }
-
     pub(crate) fn get(&self) -> &Slots<K, V> {
         // SAFETY: we own a live `Slots`; only shared references are made.
         unsafe { self.0.as_ref() }
@@ -819,11 +814,126 @@ impl<K, V> Drop for OwnedSlots<K, V> {
     }
 }
 
+/// How a slot array's address is aligned: the low six bits of its address
+/// are free to carry the array's size in the published word.
+const ARRAY_ALIGN: usize = 64;
+
+/// A slot array in one allocation aligned to [`ARRAY_ALIGN`] (a `Box<[_]>`
+/// cannot promise more than the element's alignment). Holds atomics only:
+/// what the slots point to is owned through [`Slots`].
+struct SlotArray<K, V> {
+    ptr: NonNull<AtomicPtr<Entry<K, V>>>,
+    len: usize,
+}
+
+// SAFETY: an array of atomics, shared and sent like `Box<[AtomicPtr<_>]>`
+// (which is Send and Sync whatever the pointee); ownership of the entries
+// is expressed on `Slots`.
+unsafe impl<K, V> Send for SlotArray<K, V> {}
+// SAFETY: as above.
+unsafe impl<K, V> Sync for SlotArray<K, V> {}
+
+impl<K, V> SlotArray<K, V> {
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::array::<AtomicPtr<Entry<K, V>>>(len)
+            .and_then(|l| l.align_to(ARRAY_ALIGN))
+            .expect("a slot array's size fits in isize")
+    }
+
+    /// `len` empty slots (`len` > 0).
+    fn new(len: usize) -> Self {
+        debug_assert!(len > 0);
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a nonzero size (`len` > 0 slots of a
+        // nonzero-sized type).
+        let raw = unsafe { std::alloc::alloc(layout) }.cast::<AtomicPtr<Entry<K, V>>>();
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        for i in 0..len {
+            // SAFETY: `i < len`, inside the allocation just made for `len`
+            // slots; each is written once before any is read.
+            unsafe { ptr.add(i).write(AtomicPtr::new(std::ptr::null_mut())) };
+        }
+        Self { ptr, len }
+    }
+
+    /// The word readers load: the array's address with log2 of its length
+    /// in the low bits (`len` a power of two, so at most 63).
+    fn word(&self) -> *mut AtomicPtr<Entry<K, V>> {
+        debug_assert!(self.len.is_power_of_two());
+        let bits = self.len.trailing_zeros() as usize;
+        self.ptr.as_ptr().map_addr(|a| a | bits)
+    }
+}
+
+impl<K, V> std::ops::Deref for SlotArray<K, V> {
+    type Target = [AtomicPtr<Entry<K, V>>];
+    #[inline]
+    fn deref(&self) -> &[AtomicPtr<Entry<K, V>>] {
+        // SAFETY: `len` initialised slots from `new`, alive until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<K, V> Drop for SlotArray<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: the slots were initialised in `new` and are dropped once,
+        // here; then the memory goes back with the layout it came with.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ));
+            std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len));
+        }
+    }
+}
+
+/// Where a shard publishes its current slot array to readers: one word,
+/// the array's address with log2 of its length in the six low bits, so
+/// that a `get` reaches the slot with one load fewer than through a
+/// pointer to [`Slots`] (docs/design.md, "Where the time goes in `get`").
+pub(crate) struct Published<K, V>(AtomicPtr<AtomicPtr<Entry<K, V>>>);
+
+impl<K, V> Published<K, V> {
+    /// Publishes `slots` (owned by an [`OwnedSlots`] that outlives every
+    /// reader of this word: the owner retires it after replacing it).
+    pub(crate) fn new(slots: &Slots<K, V>) -> Self {
+        Self(AtomicPtr::new(slots.slots.word()))
+    }
+
+    /// Replaces the published array with `slots`. Release: pairs with the
+    /// reader's Acquire in [`read`](Self::read), so the entries placed in
+    /// the new array are visible.
+    pub(crate) fn publish(&self, slots: &Slots<K, V>) {
+        self.0.store(slots.slots.word(), Ordering::Release);
+    }
+
+    /// The slots of the published array.
+    ///
+    /// # Safety
+    /// The caller is pinned (`reclaim::pin`), or is the owner; the slice is
+    /// used only while it is (a replaced array is freed only after every
+    /// reader pinned before its replacement has unpinned).
+    #[inline]
+    pub(crate) unsafe fn read(&self) -> &[AtomicPtr<Entry<K, V>>] {
+        // Acquire: pairs with `publish`'s Release.
+        let word = self.0.load(Ordering::Acquire);
+        let len = 1usize << (word.addr() & (ARRAY_ALIGN - 1));
+        let base = word.map_addr(|a| a & !(ARRAY_ALIGN - 1));
+        // SAFETY: `word` came from `SlotArray::word` of an array still
+        // allocated (caller's contract), which holds `len` initialised
+        // slots at `base`.
+        unsafe { std::slice::from_raw_parts(base, len) }
+    }
+}
+
 /// The slot array.
 pub(crate) struct Slots<K, V> {
     /// Null: empty, ends a probe chain. `tomb()`: removed, probe on. Anything
     /// else: an `OwnedEntry` given up with `into_raw`, tagged (`tagged`).
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    slots: SlotArray<K, V>,
     mask: usize,
     /// The array owns entries: Send/Sync exactly when `Box<Entry>` is.
     _owns: PhantomData<Box<Entry<K, V>>>,
@@ -841,11 +951,8 @@ impl<K, V> Slots<K, V> {
     /// An empty table of `capacity` slots (a power of two, at least 2).
     pub(crate) fn with_slots(capacity: usize) -> Self {
         debug_assert!(capacity.is_power_of_two() && capacity >= 2);
-        let slots = (0..capacity)
-            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-            .collect();
         Self {
-            slots,
+            slots: SlotArray::new(capacity),
             mask: capacity - 1,
             _owns: PhantomData,
         }
@@ -904,12 +1011,12 @@ impl<K, V> Slots<K, V> {
     /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
     #[inline]
-    pub(crate) fn find<Q>(
-        &self,
+    pub(crate) fn find<'a, Q>(
+        slots: &'a [AtomicPtr<Entry<K, V>>],
         hash: u64,
         key: &Q,
         visible: Visible<'_>,
-    ) -> Option<EntryRef<'_, K, V>>
+    ) -> Option<EntryRef<'a, K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -918,7 +1025,6 @@ impl<K, V> Slots<K, V> {
         let hash_ext = hash | EXT;
         // Masking with `len - 1` of the slice itself lets the compiler drop
         // the bounds check in the loop (the length is a power of two, >= 2).
-        let slots = &*self.slots;
         let mask = slots.len().wrapping_sub(1);
         let mut i = hash as usize & mask;
         loop {

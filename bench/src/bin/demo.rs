@@ -90,5 +90,5 @@ fn main() {
         seed_003::free_running(cache(), rounds),
     );
     println!();
-    coherent_bench::compare::run(true);
+    coherent_bench::compare::run(true, None);
 }
