@@ -72,7 +72,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         Self {
             shards: (cores * 8).next_power_of_two().min(MAX_SHARDS),
-            mailbox_capacity: 1024,
+            mailbox_capacity: 64,
             initial_capacity: 0,
             shards_set: false,
             max_capacity: None,
@@ -212,7 +212,10 @@ where
     }
 
     /// Messages one shard queues before writers wait for room (default
-    /// 1024). Must be at least 1. No message is ever dropped.
+    /// 64). Must be at least 1. No message is ever dropped. The queue is
+    /// allocated up front, about 100 bytes a message for small keys and
+    /// values; a deeper one did not write faster from 16 threads or 256
+    /// async tasks into one shard (`bench/examples/mailbox_depth.rs`).
     pub fn mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
         self

@@ -105,7 +105,7 @@ pub struct ShardConfig<K, V> {
 impl<K, V> Default for ShardConfig<K, V> {
     fn default() -> Self {
         Self {
-            mailbox_capacity: 1024,
+            mailbox_capacity: 64,
             initial_capacity: 0,
             budget: None,
             weigher: None,

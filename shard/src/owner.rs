@@ -249,7 +249,9 @@ where
             keys_of: HashMap::default(),
             pending: None,
             next_token: 0,
-            policy: config.budget.map(|b| Box::new(Policy::new(b))),
+            policy: config
+                .budget
+                .map(|b| Box::new(Policy::new(b, config.weigher.is_some()))),
             settings: Settings {
                 clock: config.clock.clone(),
                 ttl: config.expiry.time_to_live().map_or(0, millis),
@@ -1183,6 +1185,14 @@ where
         published.publish(fresh.get());
         if let Some(old) = self.table.replace(fresh) {
             self.retire(Retired::Slots(old));
+            // Sealed now, not after `BATCH` more retirements: an array is as
+            // big as the table, and a cache that only grows retires nothing
+            // else, so it would keep every array it outgrew (about as many
+            // bytes again as the current one). A rebuild is O(n) already;
+            // one more fence is nothing beside it.
+            let pool = &mut self.pool;
+            self.garbage
+                .collect_with(&mut |batch| free_batch(pool, batch));
         }
     }
 

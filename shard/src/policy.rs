@@ -46,8 +46,15 @@ fn meta_of(queue: u32, pos: u32) -> u32 {
 /// One FIFO of entries with their weights. An entry knows its position
 /// (`Entry::meta`), so a replaced entry takes over its predecessor's place
 /// and a removed one leaves a hole (null) that eviction skips.
+///
+/// Without a weigher every entry weighs 1 and `weights` stays `None`: a
+/// queued entry then costs 8 bytes, not 16 (a pointer and a `u32` pad to
+/// 16), which is a fifth of what a bounded entry of `u64`s costs in all
+/// (`cargo run --release -p coherent-bench --bin memory`).
 struct Ring<K, V> {
-    items: VecDeque<(*mut Entry<K, V>, u32)>,
+    items: VecDeque<*mut Entry<K, V>>,
+    /// `items[i]`'s weight (0 for a hole), when entries are weighed.
+    weights: Option<VecDeque<u32>>,
     /// The logical position of `items[0]`.
     head: u32,
     /// Total weight of the live entries in the ring.
@@ -55,9 +62,10 @@ struct Ring<K, V> {
 }
 
 impl<K, V> Ring<K, V> {
-    fn new() -> Self {
+    fn new(weighed: bool) -> Self {
         Self {
             items: VecDeque::new(),
+            weights: weighed.then(VecDeque::new),
             head: 0,
             weight: 0,
         }
@@ -65,7 +73,11 @@ impl<K, V> Ring<K, V> {
 
     fn push(&mut self, e: EntryRef<'_, K, V>, queue: u32, weight: u32) {
         let pos = self.head.wrapping_add(self.items.len() as u32);
-        self.items.push_back((e.as_ptr(), weight));
+        self.items.push_back(e.as_ptr());
+        match &mut self.weights {
+            Some(w) => w.push_back(weight),
+            None => debug_assert_eq!(weight, 1, "unweighed entries weigh 1"),
+        }
         self.weight += u64::from(weight);
         extra(e).meta.set(meta_of(queue, pos));
     }
@@ -74,10 +86,32 @@ impl<K, V> Ring<K, V> {
         ((meta & POS_MASK).wrapping_sub(self.head) & POS_MASK) as usize
     }
 
+    /// Puts `e` (null: a hole) with `weight` at index `i`, returning the
+    /// weight that was there.
+    fn set(&mut self, i: usize, e: *mut Entry<K, V>, weight: u32) -> u32 {
+        self.items[i] = e;
+        let was = match &mut self.weights {
+            Some(w) => std::mem::replace(&mut w[i], weight),
+            None => 1,
+        };
+        self.weight = self.weight - u64::from(was) + u64::from(weight);
+        was
+    }
+
+    /// Takes the oldest item (entry or hole) and its weight out.
+    fn pop_front(&mut self) -> Option<(*mut Entry<K, V>, u32)> {
+        let e = self.items.pop_front()?;
+        let w = match &mut self.weights {
+            Some(w) => w.pop_front().unwrap_or(0),
+            None => u32::from(!e.is_null()),
+        };
+        self.head = self.head.wrapping_add(1) & POS_MASK;
+        Some((e, w))
+    }
+
     /// The oldest live entry and its weight, taken out of the ring.
     fn pop(&mut self) -> Option<(*mut Entry<K, V>, u32)> {
-        while let Some((e, w)) = self.items.pop_front() {
-            self.head = self.head.wrapping_add(1) & POS_MASK;
+        while let Some((e, w)) = self.pop_front() {
             if !e.is_null() {
                 self.weight -= u64::from(w);
                 return Some((e, w));
@@ -88,9 +122,8 @@ impl<K, V> Ring<K, V> {
 
     /// Drops the holes at the front (so `items` does not grow with them).
     fn trim(&mut self) {
-        while self.items.front().is_some_and(|(e, _)| e.is_null()) {
-            self.items.pop_front();
-            self.head = self.head.wrapping_add(1) & POS_MASK;
+        while self.items.front().is_some_and(|e| e.is_null()) {
+            self.pop_front();
         }
     }
 }
@@ -122,11 +155,13 @@ pub(crate) struct Policy<K, V> {
 unsafe impl<K: Send, V: Send> Send for Policy<K, V> {}
 
 impl<K, V> Policy<K, V> {
-    pub(crate) fn new(budget: u64) -> Self {
+    /// A policy for a shard with `budget`; `weighed`: whether entries
+    /// have weights of their own (a weigher), else each weighs 1.
+    pub(crate) fn new(budget: u64, weighed: bool) -> Self {
         Self {
             budget,
-            small: Ring::new(),
-            main: Ring::new(),
+            small: Ring::new(weighed),
+            main: Ring::new(weighed),
             ghost: VecDeque::new(),
             ghost_count: HashMap::default(),
             entries: 0,
@@ -173,9 +208,7 @@ impl<K, V> Policy<K, V> {
             }
         };
         let i = ring.index(meta);
-        let (_, was) = ring.items[i];
-        ring.items[i] = (new_ref.as_ptr(), weight);
-        ring.weight = ring.weight - u64::from(was) + u64::from(weight);
+        ring.set(i, new_ref.as_ptr(), weight);
         let new = extra(new_ref);
         new.meta.set(meta);
         old.meta.set(0);
@@ -194,9 +227,7 @@ impl<K, V> Policy<K, V> {
             _ => return,
         };
         let i = ring.index(meta);
-        let (_, w) = ring.items[i];
-        ring.items[i] = (std::ptr::null_mut(), 0);
-        ring.weight -= u64::from(w);
+        ring.set(i, std::ptr::null_mut(), 0);
         ring.trim();
         self.entries -= 1;
         old.meta.set(0);
@@ -273,8 +304,9 @@ impl<K, V> Policy<K, V> {
 
     /// Forgets every entry (the table is being dropped or cleared).
     pub(crate) fn clear(&mut self) {
-        self.small = Ring::new();
-        self.main = Ring::new();
+        let weighed = self.small.weights.is_some();
+        self.small = Ring::new(weighed);
+        self.main = Ring::new(weighed);
         self.entries = 0;
     }
 }

@@ -70,6 +70,14 @@ fn main() {
         },
         None => vec![100_000, 1_000_000],
     };
+    let empty = live();
+    let c = coherent::Cache::<u64, u64>::builder()
+        .shards(16)
+        .build()
+        .expect("valid");
+    let empty = live() - empty;
+    drop(c);
+    println!("an empty coherent cache with 16 shards: {empty} bytes\n");
     println!("heap bytes per entry, u64 keys and values (live bytes counted by the allocator)");
     println!(
         "{:>9} {:>10} {:>10} {:>11} {:>7} {:>8} {:>13}",

@@ -1,0 +1,29 @@
+//! One thread, a fixed number of operations of the `compare` walk (Zipf 1.0
+//! over 100k keys, prefilled), `WRITES` per mille of them inserts, on one
+//! cache: `mix_loop WRITES CACHE` (CACHE 0 = coherent, 1 = quick_cache,
+//! 2 = moka, 3 = dashmap). A fixed count rather than a time window, for
+//! `perf record`: the write-path profile in docs/design.md ("Where a write
+//! in the Zipf mix waits") is `perf record -e cpu-clock mix_loop 1000 0`.
+
+use coherent_bench::{prefilled, zipf_keys, Walk};
+use std::time::Instant;
+
+fn main() {
+    let arg = |i: usize, default: u64| {
+        std::env::args().nth(i).map_or(default, |a| {
+            a.parse().expect("usage: mix_loop WRITES CACHE")
+        })
+    };
+    let (writes, which) = (arg(1, 1000) as u32, arg(2, 0) as usize);
+    let keys = zipf_keys(100_000, 1.0, 1 << 20, 1);
+    let targets = prefilled(100_000);
+    let target = &targets[which.min(targets.len() - 1)];
+    let mut walk = Walk::new(&keys, 0, 1, writes);
+    let n = 20_000_000u64;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        walk.step(&**target, &keys);
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+    println!("{} {writes} per mille writes: {ns:.1} ns/op", target.name());
+}
