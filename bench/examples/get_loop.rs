@@ -3,32 +3,46 @@
 //! 1 = quick_cache, 2 = moka times that cache alone (and is what cachegrind
 //! runs for the per-`get` counts in docs/design.md: PASSES 0 and 20, take the
 //! difference). `get_loop ab PASSES` alternates coherent and quick_cache in
-//! one process and prints the median ratio of their times. `WRITES=50`
-//! makes that many per mille of the operations inserts (same key), spread
-//! evenly, for the 95%-get cells.
+//! one process and prints the median ratio of their times. `get_loop sweep
+//! PASSES` does what `ab` does for several key counts, 10k to 1M, one after
+//! the other (the table in docs/design.md, "How the one-thread ratio depends
+//! on the key count"). `WRITES=50` makes that many per mille of the
+//! operations inserts (same key), spread evenly, for the 95%-get cells.
 
+use coherent_bench::{median, prefilled, zipf_keys, Target};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
-fn main() {
-    let n: u64 = std::env::var("KEYS").map_or(100_000, |v| v.parse().expect("KEYS"));
-    let len: usize = std::env::var("LEN").map_or(1 << 16, |v| v.parse().expect("LEN"));
-    let keys = coherent_bench::zipf_keys(n, 1.0, len, 7);
-    let writes: usize = std::env::var("WRITES").map_or(0, |v| v.parse().expect("WRITES"));
-    // Operation i is an insert when it crosses a multiple of 1000 / writes.
-    let is_write: Vec<bool> = (0..keys.len())
-        .map(|i| (i * writes) / 1000 != ((i + 1) * writes) / 1000)
-        .collect();
-    let targets = coherent_bench::prefilled(n);
-    let arg = std::env::args().nth(1).unwrap_or_default();
-    let passes: u32 = std::env::args()
-        .nth(2)
-        .map_or(300, |a| a.parse().expect("PASSES"));
-    let time = |which: usize, passes: u32| {
-        let t = &targets[which];
+/// The key sequence and the caches, prefilled with `n` keys.
+struct Bench {
+    keys: Vec<u64>,
+    is_write: Vec<bool>,
+    targets: Vec<Arc<dyn Target>>,
+}
+
+impl Bench {
+    fn new(n: u64) -> Self {
+        let len: usize = std::env::var("LEN").map_or(1 << 16, |v| v.parse().expect("LEN"));
+        let writes: usize = std::env::var("WRITES").map_or(0, |v| v.parse().expect("WRITES"));
+        let keys = zipf_keys(n, 1.0, len, 7);
+        // Operation i is an insert when it crosses a multiple of 1000 / writes.
+        let is_write = (0..keys.len())
+            .map(|i| (i * writes) / 1000 != ((i + 1) * writes) / 1000)
+            .collect();
+        Self {
+            keys,
+            is_write,
+            targets: prefilled(n),
+        }
+    }
+
+    /// Nanoseconds per operation of cache `which` over `passes` passes.
+    fn time(&self, which: usize, passes: u32) -> f64 {
+        let t = &self.targets[which];
         let start = Instant::now();
         for _ in 0..passes {
-            for (k, w) in keys.iter().zip(&is_write) {
+            for (k, w) in self.keys.iter().zip(&self.is_write) {
                 if *w {
                     t.insert(*k, *k);
                 } else {
@@ -36,25 +50,51 @@ fn main() {
                 }
             }
         }
-        start.elapsed().as_nanos() as f64 / (passes as f64 * keys.len() as f64)
-    };
-    if arg == "ab" {
-        let mut ratios = Vec::new();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..passes / 10 {
-            let (x, y) = (time(0, 10), time(1, 10));
+        start.elapsed().as_nanos() as f64 / (passes as f64 * self.keys.len() as f64)
+    }
+
+    /// Coherent's and quick_cache's medians over alternating rounds of 10
+    /// passes, and the median of the per-round speed ratios.
+    fn ab(&self, passes: u32) -> (f64, f64, f64) {
+        let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..(passes / 10).max(1) {
+            let (x, y) = (self.time(0, 10), self.time(1, 10));
             a.push(x);
             b.push(y);
             ratios.push(y / x);
         }
-        println!(
-            "coherent {:.1} ns, quick_cache {:.1} ns, speed ratio {:.2}x",
-            coherent_bench::median(a),
-            coherent_bench::median(b),
-            coherent_bench::median(ratios)
-        );
-    } else {
-        let which: usize = arg.parse().unwrap_or(0);
-        println!("{} {:.1} ns", targets[which].name(), time(which, passes));
+        (median(a), median(b), median(ratios))
+    }
+}
+
+fn main() {
+    let n: u64 = std::env::var("KEYS").map_or(100_000, |v| v.parse().expect("KEYS"));
+    let arg = std::env::args().nth(1).unwrap_or_default();
+    let passes: u32 = std::env::args()
+        .nth(2)
+        .map_or(300, |a| a.parse().expect("PASSES"));
+    match arg.as_str() {
+        "ab" => {
+            let (a, b, r) = Bench::new(n).ab(passes);
+            println!("coherent {a:.1} ns, quick_cache {b:.1} ns, speed ratio {r:.2}x");
+        }
+        "sweep" => {
+            println!("keys      coherent ns  quick_cache ns  speed ratio");
+            for n in [
+                10_000, 20_000, 50_000, 70_000, 100_000, 200_000, 400_000, 1_000_000,
+            ] {
+                let (a, b, r) = Bench::new(n).ab(passes);
+                println!("{n:>9}  {a:>11.1}  {b:>14.1}  {r:>10.2}x");
+            }
+        }
+        _ => {
+            let which: usize = arg.parse().unwrap_or(0);
+            let bench = Bench::new(n);
+            println!(
+                "{} {:.1} ns",
+                bench.targets[which].name(),
+                bench.time(which, passes)
+            );
+        }
     }
 }
