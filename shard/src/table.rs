@@ -305,28 +305,69 @@ fn tomb<K, V>() -> *mut Entry<K, V> {
     std::ptr::without_provenance_mut(1)
 }
 
-/// Slot pointers carry a tag in their 3 low bits, which alignment leaves
-/// free. An entry's tag is one of 7 values drawn from its key's hash, so
-/// that a probe skips 6 in 7 other keys' entries without touching them (one
-/// cache miss saved per skipped entry); the 8th value, [`INTENT`], marks an
-/// intent (rare: only while a transaction is in flight), which a probe
-/// always looks into. (Two hash bits plus an intent bit, tried first, cost
-/// a `get` 3% more instructions under cachegrind: 115 against 112.)
-const TAG_MASK: usize = 0b111;
+/// What a slot pointer carries besides an address. Its 3 low bits, which
+/// alignment leaves free, say what it points to ([`KIND`]): 0, an entry
+/// whose pointer carries a tag; [`RAW`], an entry without one; [`INTENT`],
+/// an intent (rare: only while a transaction is in flight). The tombstone
+/// is address 1. A tag is 16 bits of the key's hash, kept in the pointer's
+/// top 16 bits ([`HIGH`]), which user-space addresses leave zero on the
+/// 64-bit platforms we know of (x86_64 and aarch64 hand out addresses above
+/// 2^48 only to a process that asks for them). So a probe compares one word
+/// and skips all but 1 in 65,536 other keys' entries without touching them,
+/// a cache miss saved for each. An entry whose address has a high bit set
+/// (an allocator that asks for such addresses) goes in untagged, as
+/// [`RAW`], and a probe looks into it: slower, never wrong.
+///
+/// The tag was first 3 bits (7 values) in the low bits; the 16-bit one made
+/// a one-thread `get` over 100k Zipf keys about 5% faster (docs/design.md,
+/// "A 16-bit tag").
+const KIND: usize = 0b111;
 
-/// The tag of every intent pointer.
+/// The kind of an entry pointer without a tag.
+const RAW: usize = 0b010;
+
+/// The kind of every intent pointer.
 const INTENT: usize = 0b111;
 
-/// The tag of `hash`, in `0..7`: from bits the shard choice and the probe
-/// start do not use, scaled by a multiply (no division).
+/// The bits of a slot pointer that hold a tag (none on targets whose
+/// pointers are narrower than 64 bits: there every entry matches every
+/// probe's tag, and the probe compares hashes).
+#[cfg(target_pointer_width = "64")]
+const HIGH: usize = 0xFFFF << 48;
+#[cfg(not(target_pointer_width = "64"))]
+const HIGH: usize = 0;
+
+/// The tag of `hash`: its bits 40-55 (which neither the shard choice, from
+/// the top bits, nor the probe start, from at most the low 38, depends on)
+/// moved to [`HIGH`].
 #[inline]
 fn tag(hash: u64) -> usize {
-    ((((hash >> 40) & 0xFF_FFFF) * 7) >> 24) as usize
+    ((hash << 8) as usize) & HIGH
+}
+
+/// The slot word for an entry at address `a` (aligned, so its [`KIND`]
+/// bits are 0) whose tag is `t`: tagged if the address leaves [`HIGH`]
+/// free, else [`RAW`].
+#[inline]
+fn entry_word(a: usize, t: usize) -> usize {
+    if a & HIGH == 0 {
+        a | t
+    } else {
+        a | RAW
+    }
+}
+
+/// Whether a probe for tag `want` must look into the entry or intent at
+/// slot word `a` (neither null nor the tombstone): a tagged entry with that
+/// tag, or an untagged entry. Intents are checked apart.
+#[inline]
+fn may_match(a: usize, want: usize) -> bool {
+    a & (HIGH | KIND) == want || a & KIND == RAW
 }
 
 fn tagged<K, V>(entry: OwnedEntry<K, V>) -> *mut Entry<K, V> {
     let t = tag(entry.hash());
-    entry.into_raw().map_addr(|a| a | t)
+    entry.into_raw().map_addr(|a| entry_word(a, t))
 }
 
 fn tagged_intent<K, V>(intent: OwnedIntent<K, V>) -> *mut Entry<K, V> {
@@ -336,12 +377,15 @@ fn tagged_intent<K, V>(intent: OwnedIntent<K, V>) -> *mut Entry<K, V> {
         .map_addr(|a| a | INTENT)
 }
 
+/// The address a slot pointer (not the tombstone) points to: a tagged
+/// entry's with its tag cleared, any other's with its kind cleared.
+#[inline]
 fn untagged<K, V>(p: *mut Entry<K, V>) -> *mut Entry<K, V> {
-    p.map_addr(|a| a & !TAG_MASK)
+    p.map_addr(|a| if a & KIND == 0 { a & !HIGH } else { a & !KIND })
 }
 
 fn is_intent<K, V>(p: *mut Entry<K, V>) -> bool {
-    p.addr() & TAG_MASK == INTENT
+    p.addr() & KIND == INTENT
 }
 
 /// Which transactions a reader sees: those whose stamp is at most the
@@ -438,7 +482,7 @@ impl<K, V> OwnedIntent<K, V> {
         new: Option<OwnedEntry<K, V>>,
         old: Option<OwnedEntry<K, V>>,
     ) -> Self {
-        const { assert!(std::mem::align_of::<Intent<K, V>>() > TAG_MASK) };
+        const { assert!(std::mem::align_of::<Intent<K, V>>() > KIND) };
         assert!(new.is_some() || old.is_some(), "an intent needs an entry");
         let intent = Intent {
             hash,
@@ -536,7 +580,7 @@ impl<K, V> OwnedEntry<K, V> {
     /// memory's layout decides plain or extended: take it from
     /// [`EntryAlloc::fits`].
     pub(crate) fn new_in(alloc: EntryAlloc<K, V>, hash: u64, key: K, value: V, life: Life) -> Self {
-        const { assert!(std::mem::align_of::<Entry<K, V>>() > TAG_MASK) };
+        const { assert!(std::mem::align_of::<Entry<K, V>>() > KIND) };
         let (p, ext) = (alloc.ptr, alloc.ext);
         std::mem::forget(alloc);
         debug_assert!(ext || !life.is_mortal(), "an expiring entry is extended");
@@ -1033,16 +1077,18 @@ impl<K, V> Slots<K, V> {
             if p.is_null() {
                 return None;
             }
-            let bits = p.addr() & TAG_MASK;
-            if bits == want && p != tomb() {
-                // SAFETY: as in `view`: a tagged entry pointer, not freed
-                // while the caller is pinned (or is the owner); the slot's
+            let a = p.addr();
+            // A tagged entry with our tag (kind 0; the tombstone's kind is
+            // 1), or, rarely, an untagged entry: look into it.
+            if may_match(a, want) {
+                // SAFETY: as in `view`: an entry pointer, not freed while
+                // the caller is pinned (or is the owner); the slot's
                 // pointer covers the entry's allocation.
                 let e = unsafe { EntryRef::new(untagged(p)) };
                 if e.hashed(hash_ext) && e.key.borrow() == key {
                     return Some(e);
                 }
-            } else if bits == INTENT {
+            } else if a & KIND == INTENT {
                 // SAFETY: as in `view`, for an intent.
                 let intent = unsafe { &*untagged(p).cast::<Intent<K, V>>() };
                 if intent.hash == hash && intent.key().borrow() == key {
@@ -1076,7 +1122,7 @@ impl<K, V> Slots<K, V> {
             }
             if p == tomb() {
                 first_tomb.get_or_insert(i);
-            } else if p.addr() & TAG_MASK == want || is_intent(p) {
+            } else if may_match(p.addr(), want) || is_intent(p) {
                 // SAFETY: `p` was just loaded (Acquire) from slot `i`, and we
                 // are the owner.
                 let found = match unsafe { self.view_of(p) } {
@@ -1306,5 +1352,42 @@ impl<K, V> Slots<K, V> {
         // Release: the array is published later (the shard's pointer store
         // is Release too); kept for uniformity with `publish`.
         self.slots[i].store(p, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot word rules, on made-up addresses (the high-address case
+    /// cannot be made with a real allocation on the machines we test on).
+    #[test]
+    fn slot_words_round_trip_and_match_only_their_tag() {
+        let hash = 0x0123_4567_89AB_CDEF_u64;
+        let want = tag(hash);
+        let other = tag(hash ^ (1 << 47));
+        assert_ne!(want, other, "bit 47 of the hash is in the tag");
+        let low = 0x7F00_1234_5670_usize;
+        let word = entry_word(low, want);
+        let back: *mut Entry<u64, u64> = untagged(std::ptr::without_provenance_mut(word));
+        assert_eq!(back.addr(), low);
+        assert!(may_match(word, want));
+        assert!(!may_match(word, other) || HIGH == 0);
+        assert!(!may_match(1, want), "the tombstone is never looked into");
+        assert!(!may_match(low | INTENT, want), "intents are checked apart");
+        if HIGH != 0 {
+            // An address that uses the tag bits goes in untagged, comes back
+            // whole, and every probe looks into it.
+            let high = (1usize << 62) | 0x1000;
+            let word = entry_word(high, want);
+            assert_eq!(word & KIND, RAW);
+            let back: *mut Entry<u64, u64> = untagged(std::ptr::without_provenance_mut(word));
+            assert_eq!(back.addr(), high);
+            assert!(may_match(word, want) && may_match(word, other));
+            // An intent's address keeps its high bits too.
+            let intent: *mut Entry<u64, u64> =
+                untagged(std::ptr::without_provenance_mut(high | INTENT));
+            assert_eq!(intent.addr(), high);
+        }
     }
 }
