@@ -319,8 +319,8 @@ fn tomb<K, V>() -> *mut Entry<K, V> {
 /// [`RAW`], and a probe looks into it: slower, never wrong.
 ///
 /// The tag was first 3 bits (7 values) in the low bits; the 16-bit one made
-/// a one-thread `get` over 100k Zipf keys about 5% faster (docs/design.md,
-/// "A 16-bit tag").
+/// a one-thread `get` over 100k Zipf keys about 4% faster, over 1M keys
+/// about 20% (docs/design.md, "A 16-bit tag").
 const KIND: usize = 0b111;
 
 /// The kind of an entry pointer without a tag.
@@ -1362,6 +1362,7 @@ mod tests {
     /// The slot word rules, on made-up addresses (the high-address case
     /// cannot be made with a real allocation on the machines we test on).
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn slot_words_round_trip_and_match_only_their_tag() {
         let hash = 0x0123_4567_89AB_CDEF_u64;
         let want = tag(hash);
@@ -1372,22 +1373,20 @@ mod tests {
         let back: *mut Entry<u64, u64> = untagged(std::ptr::without_provenance_mut(word));
         assert_eq!(back.addr(), low);
         assert!(may_match(word, want));
-        assert!(!may_match(word, other) || HIGH == 0);
+        assert!(!may_match(word, other), "another tag is skipped");
         assert!(!may_match(1, want), "the tombstone is never looked into");
         assert!(!may_match(low | INTENT, want), "intents are checked apart");
-        if HIGH != 0 {
-            // An address that uses the tag bits goes in untagged, comes back
-            // whole, and every probe looks into it.
-            let high = (1usize << 62) | 0x1000;
-            let word = entry_word(high, want);
-            assert_eq!(word & KIND, RAW);
-            let back: *mut Entry<u64, u64> = untagged(std::ptr::without_provenance_mut(word));
-            assert_eq!(back.addr(), high);
-            assert!(may_match(word, want) && may_match(word, other));
-            // An intent's address keeps its high bits too.
-            let intent: *mut Entry<u64, u64> =
-                untagged(std::ptr::without_provenance_mut(high | INTENT));
-            assert_eq!(intent.addr(), high);
-        }
+        // An address that uses the tag bits goes in untagged, comes back
+        // whole, and every probe looks into it.
+        let high = (1usize << 62) | 0x1000;
+        let word = entry_word(high, want);
+        assert_eq!(word & KIND, RAW);
+        let back: *mut Entry<u64, u64> = untagged(std::ptr::without_provenance_mut(word));
+        assert_eq!(back.addr(), high);
+        assert!(may_match(word, want) && may_match(word, other));
+        // An intent's address keeps its high bits too.
+        let intent: *mut Entry<u64, u64> =
+            untagged(std::ptr::without_provenance_mut(high | INTENT));
+        assert_eq!(intent.addr(), high);
     }
 }
