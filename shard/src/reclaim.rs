@@ -18,7 +18,11 @@
 //! - A global epoch counter, `EPOCH`, starts at 1 and only grows.
 //! - Each reading thread owns a [`Record`]. Pinning stores the epoch it
 //!   reads from `EPOCH` into `record.active` (0 means "not reading"), then
-//!   runs the *light* fence. Unpinning stores 0 with Release.
+//!   runs the *light* fence. Unpinning stores 0 with Release. A pin nested
+//!   in another of the same thread (a `get` from a value's `Clone`) stores
+//!   back the outer pin's epoch, both when it begins and when it ends, so
+//!   the outer announcement stands until the outer pin ends (no branch on
+//!   nesting: `Pin::prev` is what gets stored back; a loom model checks it).
 //! - The owner of a shard unlinks memory (a slot swap, or publishing a new
 //!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
 //!   Later it runs the *heavy* fence and reads every record; the batch
@@ -62,7 +66,6 @@ use crate::sync::{
 use crossbeam_utils::CachePadded;
 use std::cell::{Cell, OnceCell};
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 
 /// Unlinked items an owner gathers before it seals them and tries to free
 /// the sealed ones. Each try costs one heavy fence (about 2 µs with other
@@ -172,26 +175,34 @@ mod membarrier {
 
 #[cfg(not(coherent_loom))]
 thread_local_key! {
-    /// This thread's reader state, as one word: 0 before its first read;
-    /// [`GONE`] once its record was given back (the thread is exiting);
+    /// This thread's reader state, as one word: [`UNSET`] before its first
+    /// read; [`GONE`] once its record was given back (the thread is exiting);
     /// otherwise the address of its [`Record`], with bit 0 set when the
     /// symmetric fences are in use. A `Cell<usize>` with a constant initialiser
     /// and no destructor: reading it is one load from the thread's TLS block,
     /// with none of the "initialised yet, being destroyed" checks std makes on
     /// every access to a thread-local that has a destructor (the `get` path
     /// used to pay about 20 instructions for those and for a nesting counter).
-    static READER: Cell<usize> = const { Cell::new(0) };
+    static READER: Cell<usize> = const { Cell::new(UNSET) };
 }
 #[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
 thread_local_key! {
-    static READER: Cell<usize> = Cell::new(0);
+    static READER: Cell<usize> = Cell::new(UNSET);
 }
+
+/// [`READER`] before the thread's first read.
+const UNSET: usize = 3;
 
 /// [`READER`] after the thread gave its record back.
 const GONE: usize = 2;
 
 /// Bit 0 of [`READER`]: the symmetric fences are in use.
 const SYMMETRIC: usize = 1;
+
+/// The bits of [`READER`] that are never set in a record's address
+/// (records are at least 8-aligned): a word with none of them set is the
+/// common case, a record with the asymmetric fences.
+const TAGS: usize = 0b11;
 
 /// Gives this thread's record back when the thread exits. Set once, when
 /// the thread takes its record, which is what registers its destructor.
@@ -259,84 +270,120 @@ fn take_record() -> usize {
 /// is dropped. Not `Send`: it retracts this thread's announcement.
 #[derive(Debug)]
 pub(crate) struct Pin {
-    /// [`NESTED`], [`ORPHAN`], or the address of the record to clear.
-    state: usize,
-    _not_send: PhantomData<*const ()>,
+    /// The announcement to restore on unpin: this thread's record's
+    /// `active`. Unused (dangling) for an orphan pin.
+    active: *const AtomicU64,
+    /// What `active` held when this pin began, stored back when it ends: 0
+    /// for an outermost pin, the outer pin's epoch for a pin nested in it
+    /// (a `get` from a value's `Clone`, say), which so leaves the outer
+    /// announcement standing; [`ORPHAN`] for an orphan pin.
+    prev: u64,
 }
 
-/// A pin inside another pin of the same thread (a `get` from a value's
-/// `Clone`, say): only the outermost one announces and retracts.
-const NESTED: usize = 0;
-/// A pin by a thread whose record is gone: counted in `ORPHANS`.
-const ORPHAN: usize = 1;
+/// [`Pin::prev`] of a pin by a thread whose record is gone: counted in
+/// `ORPHANS`, never an epoch (epochs grow by one per sealed batch).
+const ORPHAN: u64 = u64::MAX;
 
 /// Pins the current thread (see the module docs).
+///
+/// The common case (a thread with its record, asymmetric fences) is one
+/// thread-local load, one test, a load of `active` and of `EPOCH`, one
+/// store, and on unpin one more store, with no branch on whether the pin is
+/// nested: a nested pin stores back the epoch it found. The rest (first
+/// read, symmetric fences, orphans) is out of line.
 #[inline]
 pub(crate) fn pin() -> Pin {
-    let mut word = READER.try_with(Cell::get).unwrap_or(GONE);
-    if word == 0 {
-        word = take_record();
+    let word = READER.try_with(Cell::get).unwrap_or(GONE);
+    if word & TAGS != 0 {
+        return pin_slow(word);
     }
-    if word == GONE {
-        return pin_orphan();
-    }
-    let address = word & !SYMMETRIC;
-    // SAFETY: `address` is that of a `Record` in an `Arc` the registry keeps
-    // for the life of the process (records are never removed from it), and
-    // this thread holds it (`taken`) until `GiveBack` sets `READER` to GONE.
+    // SAFETY: a word with no tag bit is the address of a `Record` (see
+    // `READER`) in an `Arc` the registry keeps for the life of the process
+    // (records are never removed from it), and this thread holds it
+    // (`taken`) until `GiveBack` sets `READER` to GONE.
+    unsafe { announce(word, false) }
+}
+
+/// Announces this thread in the record at `address` (see [`pin`]);
+/// `symmetric`: the symmetric fences are in use.
+///
+/// # Safety
+/// `address` is this thread's record's, as `READER` holds it.
+#[inline(always)]
+unsafe fn announce(address: usize, symmetric: bool) -> Pin {
+    // SAFETY: the caller's promise.
     let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(address) };
     // Only this thread writes its `active`: nonzero means we are pinned
-    // already (epochs start at 1).
-    if record.active.load(Ordering::Relaxed) != 0 {
-        return Pin {
-            state: NESTED,
-            _not_send: PhantomData,
-        };
-    }
+    // already (epochs start at 1), and then the outer pin's epoch stays.
+    let prev = record.active.load(Ordering::Relaxed);
     // Acquire: see the module docs (a reader that reads epoch a > r also
     // sees every unlink sealed at r).
     let epoch = EPOCH.load(Ordering::Acquire);
-    record.active.store(epoch, Ordering::Relaxed);
-    if word & SYMMETRIC == 0 {
+    record
+        .active
+        .store(if prev == 0 { epoch } else { prev }, Ordering::Relaxed);
+    if symmetric {
+        fence(Ordering::SeqCst);
+    } else {
         // The owner's membarrier stands in for the hardware fence.
         compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
     }
     Pin {
-        state: address,
-        _not_send: PhantomData,
+        active: &*record.active,
+        prev,
     }
 }
 
-/// Pins a thread whose record is gone (we run in a thread-local
-/// destructor): hold back every free while we read.
+/// [`pin`] for a `READER` word with a tag bit: the thread's first read, the
+/// symmetric fences, or a thread whose record is gone.
 #[cold]
-fn pin_orphan() -> Pin {
-    ORPHANS.fetch_add(1, Ordering::SeqCst);
-    fence(Ordering::SeqCst);
-    Pin {
-        state: ORPHAN,
-        _not_send: PhantomData,
+#[inline(never)]
+fn pin_slow(word: usize) -> Pin {
+    let word = if word == UNSET { take_record() } else { word };
+    if word == GONE {
+        ORPHANS.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        return Pin {
+            active: std::ptr::null(),
+            prev: ORPHAN,
+        };
+    }
+    // SAFETY: `word` is `READER`'s (or what `take_record` just stored
+    // there), neither UNSET nor GONE: a record's address, with SYMMETRIC
+    // set when those fences are in use (as in `pin`).
+    unsafe { announce(word & !SYMMETRIC, word & SYMMETRIC != 0) }
+}
+
+impl Pin {
+    /// Whether this pin announced itself (in its record, or as an orphan)
+    /// rather than nesting in another pin.
+    #[cfg(all(test, not(coherent_loom)))]
+    fn announced(&self) -> bool {
+        self.prev == 0 || self.prev == ORPHAN
     }
 }
 
 impl Drop for Pin {
     #[inline]
     fn drop(&mut self) {
-        match self.state {
-            NESTED => {}
-            ORPHAN => {
-                ORPHANS.fetch_sub(1, Ordering::Release);
-            }
-            address => {
-                // SAFETY: as in `pin`: the record outlives this thread's
-                // hold on it, and `pin` took this address from it.
-                let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(address) };
-                // Release: every read made while pinned comes before this.
-                record.active.store(0, Ordering::Release);
-            }
+        if self.prev == ORPHAN {
+            ORPHANS.fetch_sub(1, Ordering::Release);
+            return;
         }
+        // SAFETY: not an orphan, so `active` is this thread's record's
+        // (`announce`), which outlives this thread's hold on it.
+        let active = unsafe { &*self.active };
+        // Release: every read made while pinned comes before this. An
+        // outermost pin stores 0; a nested one, the outer pin's epoch.
+        // (`coherent_loom_break_nesting`: every pin stores 0, which ends an
+        // outer pin's announcement too early; the loom model of nested pins
+        // must catch it.)
+        let restore = if cfg!(coherent_loom_break_nesting) {
+            0
+        } else {
+            self.prev
+        };
+        active.store(restore, Ordering::Release);
     }
 }
 
@@ -550,9 +597,9 @@ mod tests {
                 // Runs during thread teardown, before or after this
                 // thread's record is given back: either way a valid pin.
                 let pinned = pin();
-                let state = pinned.state;
+                let announced = pinned.announced();
                 drop(pinned);
-                let _ = self.0.send(state != NESTED);
+                let _ = self.0.send(announced);
             }
         }
         thread_local! {
@@ -619,9 +666,11 @@ mod loom_tests {
         }
     }
 
-    #[test]
-    fn a_racing_reader_never_reads_freed_memory() {
-        crate::loom_model("reclaim_reader_vs_free", || {
+    /// A reader that loads a node while pinned (twice, the second pin
+    /// nested in the first and ended before the read, if `nested`) and
+    /// reads it, racing the owner's unlink and free of that node.
+    fn reader_vs_free(name: &str, nested: bool) {
+        crate::loom_model(name, move || {
             let first = Box::into_raw(Box::new(Node(UnsafeCell::new(1))));
             let shared = Arc::new(AtomicPtr::new(first));
             let reader = {
@@ -629,8 +678,12 @@ mod loom_tests {
                 loom::thread::spawn(move || {
                     let _pin = pin();
                     let node = shared.load(Ordering::Acquire);
-                    // SAFETY: the property under test: pinned, the node
-                    // we loaded is not freed while we read it.
+                    if nested {
+                        drop(pin());
+                    }
+                    // SAFETY: the property under test: pinned (by the
+                    // outer pin when nested), the node we loaded is not
+                    // freed while we read it.
                     let v = unsafe { &*node }.0.with(|v| unsafe { *v });
                     assert!(v == 1 || v == 2, "read a freed node ({v})");
                 })
@@ -645,5 +698,21 @@ mod loom_tests {
             drop(garbage);
             drop(Unlinked(shared.load(Ordering::Acquire)));
         });
+    }
+
+    #[test]
+    fn a_racing_reader_never_reads_freed_memory() {
+        reader_vs_free("reclaim_reader_vs_free", false);
+    }
+
+    /// A pin nested in another (a `get` from a value's `Clone`) leaves the
+    /// outer pin's announcement standing when it ends: the reader reads
+    /// after its inner pin ended, still under the outer one, and the owner
+    /// must not free what it reads. Building with `--cfg
+    /// coherent_loom_break_nesting` (every unpin stores 0) makes loom report
+    /// the free racing that read.
+    #[test]
+    fn an_inner_pin_ending_leaves_the_outer_one_standing() {
+        reader_vs_free("reclaim_nested_pin_vs_free", true);
     }
 }

@@ -29,7 +29,7 @@ use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
 use crate::reclaim;
 use crate::sync::{AtomicUsize, Ordering};
-use crate::table::{OwnedSlots, Slots, Visible};
+use crate::table::{EntryRef, OwnedSlots, Slots, Visible};
 use crate::tag::Tag;
 use crate::token::{Held, Release, Token};
 use crossbeam_utils::CachePadded;
@@ -278,8 +278,21 @@ where
         // publication, so the entries placed in the array are visible.
         let slots = unsafe { read.table.read() };
         let found = Slots::find(slots, hash, key, visible);
+        match found {
+            // The common case, a plain entry of a shard that does not count
+            // reads: nothing to check, nothing to record.
+            Some(e) if e.extra().is_none() && !read.count => Some(e.value.clone()),
+            _ => Self::get_rest(read, found),
+        }
+    }
+
+    /// The rest of [`get`](Self::get), out of line so that the common
+    /// case keeps its registers: a miss, an entry that can expire or that
+    /// the eviction policy watches, a shard that counts reads. The caller
+    /// is pinned, and `found` is valid while it is.
+    #[inline(never)]
+    fn get_rest(read: &ReadSide<K, V>, found: Option<EntryRef<'_, K, V>>) -> Option<V> {
         let value = match found {
-            // A plain entry: nothing to check, nothing to record.
             Some(e) if e.extra().is_none() => Some(e.value.clone()),
             Some(e) => {
                 // Checked against the clock only when the entry can expire.

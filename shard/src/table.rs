@@ -1078,17 +1078,58 @@ impl<K, V> Slots<K, V> {
                 return None;
             }
             let a = p.addr();
-            // A tagged entry with our tag (kind 0; the tombstone's kind is
-            // 1), or, rarely, an untagged entry: look into it.
-            if may_match(a, want) {
+            if a & (HIGH | KIND) == want {
+                // A tagged entry with our tag (kind 0; the tombstone's kind
+                // is 1): its address is the word with the tag cleared,
+                // which, the tag being ours, is one XOR.
                 // SAFETY: as in `view`: an entry pointer, not freed while
                 // the caller is pinned (or is the owner); the slot's
                 // pointer covers the entry's allocation.
-                let e = unsafe { EntryRef::new(untagged(p)) };
+                let e = unsafe { EntryRef::new(p.map_addr(|a| a ^ want)) };
                 if e.hashed(hash_ext) && e.key.borrow() == key {
                     return Some(e);
                 }
-            } else if a & KIND == INTENT {
+            } else if a & KIND >= RAW {
+                // Rare: an untagged entry or an intent. The probe goes on
+                // out of line, so that this loop calls nothing and keeps
+                // its registers.
+                return Self::find_rest(slots, i, hash, key, visible);
+            }
+            i += 1;
+        }
+    }
+
+    /// [`find`](Self::find) from slot `i` on (`i` may exceed the mask),
+    /// looking into every kind of slot: what `find` hands over once it meets
+    /// an untagged entry or an intent.
+    #[cold]
+    #[inline(never)]
+    fn find_rest<'a, Q>(
+        slots: &'a [AtomicPtr<Entry<K, V>>],
+        mut i: usize,
+        hash: u64,
+        key: &Q,
+        visible: Visible<'_>,
+    ) -> Option<EntryRef<'a, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let want = tag(hash);
+        let mask = slots.len().wrapping_sub(1);
+        loop {
+            // Acquire: as in `view`.
+            let p = slots[i & mask].load(Ordering::Acquire);
+            if p.is_null() {
+                return None;
+            }
+            if may_match(p.addr(), want) {
+                // SAFETY: as in `find`, for an entry of either kind.
+                let e = unsafe { EntryRef::new(untagged(p)) };
+                if e.hashed(hash | EXT) && e.key.borrow() == key {
+                    return Some(e);
+                }
+            } else if is_intent(p) {
                 // SAFETY: as in `view`, for an intent.
                 let intent = unsafe { &*untagged(p).cast::<Intent<K, V>>() };
                 if intent.hash == hash && intent.key().borrow() == key {
