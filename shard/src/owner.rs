@@ -354,14 +354,7 @@ where
             return Self::refuse(op);
         }
         match op {
-            Op::Insert { key, value } => Some(done(self.write(
-                hash,
-                key,
-                Some(value),
-                Some(Vec::new()),
-                None,
-                published,
-            ))),
+            Op::Insert { key, value } => Some(done(self.insert(hash, key, value, published))),
             Op::InsertTagged { key, value, tags } => Some(done(self.write(
                 hash,
                 key,
@@ -458,11 +451,7 @@ where
     ) -> Option<u64> {
         // The common case, checked first: no transaction pending here, no
         // load in flight, nothing tagged. Then a write is one slot change.
-        if self.pending.is_none()
-            && self.leases.is_empty()
-            && self.tags_of.is_empty()
-            && tags.as_ref().is_none_or(Vec::is_empty)
-        {
+        if self.quiet() && tags.as_ref().is_none_or(Vec::is_empty) {
             match value {
                 Some(v) => self.put(hash, key, v, expiry, published),
                 None => self.remove(hash, &key),
@@ -473,6 +462,35 @@ where
         let stamp = self.write_in_context(hash, key, value, tags, expiry, published);
         self.maintain();
         stamp
+    }
+
+    /// [`write`](Self::write) of a plain insert (`Op::Insert`): sets
+    /// `key` and clears its tags. The tags and expiry arguments are built
+    /// only off the common path.
+    #[inline]
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        published: &Published<K, V>,
+    ) -> Option<u64> {
+        if self.quiet() {
+            self.put(hash, key, value, None, published);
+            self.maintain();
+            return None;
+        }
+        let stamp =
+            self.write_in_context(hash, key, Some(value), Some(Vec::new()), None, published);
+        self.maintain();
+        stamp
+    }
+
+    /// No transaction pending here, no load in flight, nothing tagged: a
+    /// write is then one slot change.
+    #[inline(always)]
+    fn quiet(&self) -> bool {
+        self.pending.is_none() && self.leases.is_empty() && self.tags_of.is_empty()
     }
 
     /// `write` when a transaction, a load or a tag may be involved.
@@ -787,7 +805,36 @@ where
 
     /// A new entry, in pooled memory when there is some. `expiry`
     /// overrides the cache's default time to live and time to idle.
+    #[inline]
     fn new_entry(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        expiry: Option<Expiry>,
+    ) -> OwnedEntry<K, V> {
+        if expiry.is_none() && !self.extras {
+            // The common case, a plain entry: no clock, no policy.
+            return match self.pool.pop() {
+                Some(alloc) if alloc.fits(false) => {
+                    if let Some(next) = self.pool.last() {
+                        next.prefetch();
+                    }
+                    OwnedEntry::new_in(alloc, hash, key, value, Life::default())
+                }
+                other => {
+                    drop(other);
+                    OwnedEntry::new(hash, key, value, Life::default(), false)
+                }
+            };
+        }
+        self.new_entry_extended(hash, key, value, expiry)
+    }
+
+    /// [`new_entry`](Self::new_entry) when an expiry is given or the
+    /// cache has extras: the entry may need the extended layout.
+    #[inline(never)]
+    fn new_entry_extended(
         &mut self,
         hash: u64,
         key: K,
@@ -1109,21 +1156,15 @@ where
         // the store buffer. perf put 28% of a mixed-workload insert on that
         // release before this order.
         let entry = self.new_entry(hash, key, value, expiry);
-        let probe = self.slots().probe(hash, &entry.get().key);
-        match probe {
+        let slots = self.slots();
+        match slots.probe(hash, &entry.get().key) {
+            Probe::Found(i) if self.extras => self.replace_extras(i, entry),
             Probe::Found(i) => {
-                if self.extras && self.policy.is_some() {
-                    self.replace_tracked(i, &entry);
-                }
-                let was = self.slots().publish(i, Put::Entry(entry));
-                if let (true, Was::Live(old)) = (self.extras, &was) {
-                    let cause = self.cause(old.get(), RemovalCause::Replaced);
-                    self.notify(old.get(), cause);
-                }
+                let was = slots.publish(i, Put::Entry(entry));
                 self.retire_was(was);
             }
             Probe::Vacant(i) => {
-                if let Was::Tomb = self.slots().publish(i, Put::Entry(entry)) {
+                if let Was::Tomb = slots.publish(i, Put::Entry(entry)) {
                     self.tombs -= 1;
                 }
                 self.live += 1;
@@ -1132,6 +1173,21 @@ where
                 }
             }
         }
+    }
+
+    /// `put`'s replacement of the entry in slot `i` when the eviction
+    /// policy or the removal listener must hear of it.
+    #[inline(never)]
+    fn replace_extras(&mut self, i: usize, entry: OwnedEntry<K, V>) {
+        if self.policy.is_some() {
+            self.replace_tracked(i, &entry);
+        }
+        let was = self.slots().publish(i, Put::Entry(entry));
+        if let Was::Live(old) = &was {
+            let cause = self.cause(old.get(), RemovalCause::Replaced);
+            self.notify(old.get(), cause);
+        }
+        self.retire_was(was);
     }
 
     /// The policy's side of `new` replacing the entry in slot `i`.

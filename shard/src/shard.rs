@@ -35,6 +35,7 @@ use crate::token::{Held, Release, Token};
 use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 /// Why a message could not be applied.
@@ -371,17 +372,10 @@ where
     ) -> Result<Option<u64>, SubmitError<Op<K, V>>> {
         if !in_closure() {
             if let Some(owner) = self.owner.take_idle() {
-                return self.serve_with(owner, |owner, published| {
-                    if owner.is_closed() {
-                        return Err(SubmitError::Closed);
-                    }
-                    Ok(match value {
-                        Some(value) => {
-                            owner.write(hash, key, Some(value), Some(Vec::new()), None, published)
-                        }
-                        None => owner.write(hash, key, None, None, None, published),
-                    })
-                });
+                return match self.write_idle(owner, hash, key, value) {
+                    Some(stamp) => Ok(stamp),
+                    None => Err(SubmitError::Closed),
+                };
             }
         }
         let op = match value {
@@ -520,6 +514,39 @@ where
         })
     }
 
+    /// [`write`](Self::write) holding a token that was taken idle, so with
+    /// nothing to drain first: the common write, kept free of the drain
+    /// loop and of any answer bigger than a word or two. `None`: the shard
+    /// is closed.
+    #[inline(always)]
+    fn write_idle(
+        &self,
+        owner: Held<'_, Owner<K, V>>,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+    ) -> Option<Option<u64>> {
+        let mut holding = Holding::new(self, owner);
+        let owner = holding.owner();
+        let answer = if owner.is_closed() {
+            None
+        } else {
+            let before = owner.len();
+            let stamp = match value {
+                Some(value) => owner.insert(hash, key, value, &self.slots),
+                None => owner.write(hash, key, None, None, None, &self.slots),
+            };
+            // Only on a change: a replacing write leaves `len`'s cache
+            // line alone.
+            if owner.len() != before {
+                self.len.store(owner.len(), Ordering::Relaxed);
+            }
+            Some(stamp)
+        };
+        holding.release();
+        answer
+    }
+
     /// [`serve`](Self::serve) with the holder's own work given as a closure.
     #[inline]
     fn serve_with<R>(
@@ -528,36 +555,23 @@ where
         own: impl FnOnce(&mut Owner<K, V>, &Published<K, V>) -> R,
     ) -> R {
         let queued = owner.queued();
-        let mut holding = Holding {
-            shard: self,
-            owner: Some(owner),
-        };
+        let mut holding = Holding::new(self, owner);
         // Queued messages first: one of them may be this thread's own
         // earlier one-way message, which must not be overtaken.
-        let mut applied = 0;
         if queued > 0 {
-            applied += holding.drain(queued);
+            let applied = holding.drain(queued);
+            tracing::trace!(applied, "shard drained its mailbox");
         }
         let answer = {
-            let owner = holding.owner.as_mut().expect("held");
+            let owner = holding.owner();
             let before = owner.len();
             let answer = own(owner, &self.slots);
-            // Only on a change: a replacing write leaves `len`'s cache
-            // line alone.
             if owner.len() != before {
                 self.len.store(owner.len(), Ordering::Relaxed);
             }
             answer
         };
-        while let Some(owner) = holding.owner.take() {
-            if let Release::Queued(owner, queued) = owner.release() {
-                holding.owner = Some(owner);
-                applied += holding.drain(queued);
-            }
-        }
-        if applied > 0 {
-            tracing::trace!(applied, "shard drained its mailbox");
-        }
+        holding.release();
         answer
     }
 }
@@ -568,20 +582,67 @@ where
 /// failed rather than stranded: each caller gets `Lost`, nobody hangs.
 struct Holding<'a, K, V> {
     shard: &'a Shard<K, V>,
-    owner: Option<Held<'a, Owner<K, V>>>,
+    /// Taken out only by `release` (which then forgets `self`) or `drop`.
+    owner: ManuallyDrop<Held<'a, Owner<K, V>>>,
 }
 
-impl<K, V> Holding<'_, K, V>
+impl<'a, K, V> Holding<'a, K, V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
 {
+    fn new(shard: &'a Shard<K, V>, owner: Held<'a, Owner<K, V>>) -> Self {
+        Self {
+            shard,
+            owner: ManuallyDrop::new(owner),
+        }
+    }
+
+    fn owner(&mut self) -> &mut Owner<K, V> {
+        &mut self.owner
+    }
+
+    /// Releases the token, draining first for as long as the release finds
+    /// messages counted (out of line: the common release finds none).
+    #[inline]
+    fn release(self) {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so `owner` is taken out once.
+        let owner = unsafe { ManuallyDrop::take(&mut this.owner) };
+        if let Release::Queued(owner, queued) = owner.release() {
+            Holding::new(this.shard, owner).drain_and_release(queued);
+        }
+    }
+
+    /// The rest of [`release`](Self::release): messages were counted in
+    /// while the token was held.
+    #[cold]
+    #[inline(never)]
+    fn drain_and_release(mut self, mut queued: usize) {
+        let mut applied = 0;
+        loop {
+            applied += self.drain(queued);
+            let mut this = ManuallyDrop::new(self);
+            // SAFETY: as in `release`.
+            let owner = unsafe { ManuallyDrop::take(&mut this.owner) };
+            match owner.release() {
+                Release::Done => break,
+                Release::Queued(owner, more) => {
+                    self = Holding::new(this.shard, owner);
+                    queued = more;
+                }
+            }
+        }
+        tracing::trace!(applied, "shard drained its mailbox");
+    }
+
     fn apply(&mut self, hash: u64, op: Op<K, V>) -> Option<Reply<V>> {
-        let owner = self.owner.as_mut().expect("applied while holding");
+        let shard = self.shard;
+        let owner = self.owner();
         let before = owner.len();
-        let answer = owner.apply(hash, op, &self.shard.slots);
+        let answer = owner.apply(hash, op, &shard.slots);
         if owner.len() != before {
-            self.shard.len.store(owner.len(), Ordering::Relaxed);
+            shard.len.store(owner.len(), Ordering::Relaxed);
         }
         answer
     }
@@ -616,7 +677,7 @@ where
 
     /// One counted message out of the queue.
     fn take_out(&self) -> Option<Envelope<K, V>> {
-        let owner = self.owner.as_ref().expect("taken out while holding");
+        let owner = &self.owner;
         // A counted message was pushed before it was counted, and the count
         // was read with Acquire: the queue has it.
         let envelope = self.shard.mailbox.pop();
@@ -631,10 +692,11 @@ where
 impl<K, V> Drop for Holding<'_, K, V> {
     #[inline]
     fn drop(&mut self) {
-        // Still holding only when unwinding (the normal path releases).
-        if let Some(owner) = self.owner.take() {
-            self.fail_queued(owner);
-        }
+        // Reached only when unwinding: the normal path releases (and
+        // forgets `self`).
+        // SAFETY: `drop` runs once and `owner` is not used after it.
+        let owner = unsafe { ManuallyDrop::take(&mut self.owner) };
+        self.fail_queued(owner);
     }
 }
 

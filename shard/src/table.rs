@@ -1221,6 +1221,7 @@ impl<K, V> Slots<K, V> {
     /// the moment readers see the change. The caller must not drop a
     /// returned entry or intent at once (readers may still hold it): it
     /// publishes it elsewhere or retires it.
+    #[inline]
     pub(crate) fn publish(&self, i: usize, put: Put<K, V>) -> Was<K, V> {
         // Only the owner (this thread, under the token) writes slots, so
         // taking the old value over and storing the new one does what a
@@ -1233,6 +1234,7 @@ impl<K, V> Slots<K, V> {
     /// Takes over what slot `i` holds without changing it. Private: each
     /// caller below stores a new value into slot `i` before it returns, so
     /// the slot never keeps a pointer whose ownership left it.
+    #[inline]
     fn take_at(&self, i: usize) -> Was<K, V> {
         // Relaxed: only the owner (the caller) writes slots.
         let p = self.slots[i].load(Ordering::Relaxed);
@@ -1254,6 +1256,7 @@ impl<K, V> Slots<K, V> {
 
     /// Stores into slot `i` what `take_at` took over (Release: readers see
     /// the new entry's or intent's fields initialised).
+    #[inline]
     fn store_at(&self, i: usize, put: Put<K, V>) {
         let p = match put {
             Put::Entry(e) => tagged(e),
