@@ -293,15 +293,27 @@ const ORPHAN: u64 = u64::MAX;
 /// read, symmetric fences, orphans) is out of line.
 #[inline]
 pub(crate) fn pin() -> Pin {
+    match try_pin() {
+        Some(pin) => pin,
+        None => pin_slow(READER.try_with(Cell::get).unwrap_or(GONE)),
+    }
+}
+
+/// [`pin`]'s common case alone (`pin` is this, then `pin_slow`): `None`
+/// where `pin` would go out of line (the thread's first read, the
+/// symmetric fences, an orphan). For a caller that then takes a slow path
+/// of its own, so that its common path makes no call.
+#[inline]
+pub(crate) fn try_pin() -> Option<Pin> {
     let word = READER.try_with(Cell::get).unwrap_or(GONE);
     if word & TAGS != 0 {
-        return pin_slow(word);
+        return None;
     }
     // SAFETY: a word with no tag bit is the address of a `Record` (see
     // `READER`) in an `Arc` the registry keeps for the life of the process
     // (records are never removed from it), and this thread holds it
     // (`taken`) until `GiveBack` sets `READER` to GONE.
-    unsafe { announce(word, false) }
+    Some(unsafe { announce(word, false) })
 }
 
 /// Announces this thread in the record at `address` (see [`pin`]);

@@ -27,9 +27,9 @@ use crate::limits::{ReadCounts, ShardConfig, ShardStats, Stats};
 use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
-use crate::reclaim;
-use crate::sync::{AtomicUsize, Ordering};
-use crate::table::{EntryRef, OwnedSlots, Slots, Visible};
+use crate::reclaim::{self, Pin};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::table::{Entry, Found, OwnedSlots, Slots, Visible};
 use crate::tag::Tag;
 use crate::token::{Held, Release, Token};
 use crossbeam_utils::CachePadded;
@@ -262,13 +262,19 @@ where
     /// waits, and writes nothing any other thread reads on its own path.
     /// `visible` says which transactions it sees (the cache's watermark,
     /// loaded only if the key has a transaction's intent).
+    ///
+    /// Every way off the common path is a call in tail position that takes
+    /// the pin along: nothing here lives across a call, so the common path
+    /// saves no registers.
     #[inline]
     pub fn get<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let _pin = reclaim::pin();
+        let Some(pin) = reclaim::try_pin() else {
+            return self.get_pinning(hash, key, visible);
+        };
         let read = &*self.slots;
         // SAFETY: we are pinned. The published array is always a live one
         // (set in `new`, replaced only by `Owner::rebuild` and `close`, which
@@ -278,21 +284,60 @@ where
         // the shard. The Acquire load inside pairs with the owner's Release
         // publication, so the entries placed in the array are visible.
         let slots = unsafe { read.table.read() };
-        let found = Slots::find(slots, hash, key, visible);
-        match found {
+        match Slots::find(slots, hash, key) {
             // The common case, a plain entry of a shard that does not count
             // reads: nothing to check, nothing to record.
-            Some(e) if e.extra().is_none() && !read.count => Some(e.value.clone()),
-            _ => Self::get_rest(read, found),
+            Found::Entry(e) if e.extra().is_none() && !read.count => {
+                let value = e.value.clone();
+                drop(pin);
+                Some(value)
+            }
+            found => Self::get_rest(pin, read, slots, hash, key, visible, found),
         }
     }
 
-    /// The rest of [`get`](Self::get), out of line so that the common
-    /// case keeps its registers: a miss, an entry that can expire or that
-    /// the eviction policy watches, a shard that counts reads. The caller
-    /// is pinned, and `found` is valid while it is.
+    /// [`get`](Self::get) for a thread that `try_pin` did not pin: its
+    /// first read, the symmetric fences, or a thread being torn down.
+    #[cold]
     #[inline(never)]
-    fn get_rest(read: &ReadSide<K, V>, found: Option<EntryRef<'_, K, V>>) -> Option<V> {
+    fn get_pinning<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let pin = reclaim::pin();
+        let read = &*self.slots;
+        // SAFETY: as in `get`.
+        let slots = unsafe { read.table.read() };
+        let found = Slots::find(slots, hash, key);
+        Self::get_rest(pin, read, slots, hash, key, visible, found)
+    }
+
+    /// The rest of [`get`](Self::get), out of line so that the common
+    /// case keeps its registers: a chain that goes on past an untagged
+    /// entry or an intent, a miss, an entry that can expire or that the
+    /// eviction policy watches, a shard that counts reads. `pin` is the
+    /// caller's (`slots` and `found` are valid while it stands); it ends
+    /// here, after the clone.
+    #[inline(never)]
+    fn get_rest<Q>(
+        pin: Pin,
+        read: &ReadSide<K, V>,
+        slots: &[AtomicPtr<Entry<K, V>>],
+        hash: u64,
+        key: &Q,
+        visible: Visible<'_>,
+        found: Found<'_, K, V>,
+    ) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let found = match found {
+            Found::Entry(e) => Some(e),
+            Found::Absent => None,
+            Found::Rest(i) => Slots::find_from(slots, i, hash, key, visible),
+        };
         let value = match found {
             Some(e) if e.extra().is_none() => Some(e.value.clone()),
             Some(e) => {
@@ -305,6 +350,7 @@ where
             }
             None => None,
         };
+        drop(pin);
         if read.count {
             read.reads.count(read.pair, value.is_some());
         }

@@ -388,6 +388,17 @@ fn is_intent<K, V>(p: *mut Entry<K, V>) -> bool {
     p.addr() & KIND == INTENT
 }
 
+/// What [`Slots::find`]'s loop found.
+pub(crate) enum Found<'a, K, V> {
+    /// The key's entry, in a slot that carries the key's tag.
+    Entry(EntryRef<'a, K, V>),
+    /// The chain ended: the key is absent.
+    Absent,
+    /// An untagged entry or an intent at this slot, where
+    /// [`Slots::find_from`] goes on.
+    Rest(usize),
+}
+
 /// Which transactions a reader sees: those whose stamp is at most the
 /// watermark, read now (`Live`, for a `get`) or fixed when a multi-key read
 /// began (`At`, for a consistent `get_many`).
@@ -1050,7 +1061,10 @@ impl<K, V> Slots<K, V> {
 
     /// The reader's lookup: no lock, no write to shared memory. The caller
     /// must be pinned (`reclaim::pin`) or be the owner; the entry stays
-    /// valid while it is.
+    /// valid while it is. The loop looks only at slots carrying a tag: it
+    /// stops at an untagged entry or an intent with [`Found::Rest`], and
+    /// [`find_from`](Self::find_from) goes on from there, so that the loop
+    /// calls nothing and the caller's way on is a call in tail position.
     ///
     /// Terminates because the owner keeps at least a third of the slots
     /// empty (see `Owner::reserve`): every chain ends.
@@ -1059,14 +1073,12 @@ impl<K, V> Slots<K, V> {
         slots: &'a [AtomicPtr<Entry<K, V>>],
         hash: u64,
         key: &Q,
-        visible: Visible<'_>,
-    ) -> Option<EntryRef<'a, K, V>>
+    ) -> Found<'a, K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let want = tag(hash);
-        let hash_ext = hash | EXT;
         // Masking with `len - 1` of the slice itself lets the compiler drop
         // the bounds check in the loop (the length is a power of two, >= 2).
         let mask = slots.len().wrapping_sub(1);
@@ -1075,7 +1087,7 @@ impl<K, V> Slots<K, V> {
             // Acquire: as in `view`. The tag check reads no entry memory.
             let p = slots[i & mask].load(Ordering::Acquire);
             if p.is_null() {
-                return None;
+                return Found::Absent;
             }
             let a = p.addr();
             if a & (HIGH | KIND) == want {
@@ -1086,14 +1098,12 @@ impl<K, V> Slots<K, V> {
                 // the caller is pinned (or is the owner); the slot's
                 // pointer covers the entry's allocation.
                 let e = unsafe { EntryRef::new(p.map_addr(|a| a ^ want)) };
-                if e.hashed(hash_ext) && e.key.borrow() == key {
-                    return Some(e);
+                if e.key.borrow() == key {
+                    return Found::Entry(e);
                 }
             } else if a & KIND >= RAW {
-                // Rare: an untagged entry or an intent. The probe goes on
-                // out of line, so that this loop calls nothing and keeps
-                // its registers.
-                return Self::find_rest(slots, i, hash, key, visible);
+                // Rare: an untagged entry or an intent.
+                return Found::Rest(i);
             }
             i += 1;
         }
@@ -1101,10 +1111,9 @@ impl<K, V> Slots<K, V> {
 
     /// [`find`](Self::find) from slot `i` on (`i` may exceed the mask),
     /// looking into every kind of slot: what `find` hands over once it meets
-    /// an untagged entry or an intent.
-    #[cold]
+    /// an untagged entry or an intent. The caller is pinned, as for `find`.
     #[inline(never)]
-    fn find_rest<'a, Q>(
+    pub(crate) fn find_from<'a, Q>(
         slots: &'a [AtomicPtr<Entry<K, V>>],
         mut i: usize,
         hash: u64,
