@@ -263,9 +263,10 @@ where
     /// `visible` says which transactions it sees (the cache's watermark,
     /// loaded only if the key has a transaction's intent).
     ///
-    /// Every way off the common path is a call in tail position that takes
-    /// the pin along: nothing here lives across a call, so the common path
-    /// saves no registers.
+    /// Every way off the common path is one call at the end that takes the
+    /// pin along, so nothing here lives across a call. (The register saves
+    /// stay all the same: the probe loop keeps more values live than there
+    /// are caller-saved registers; docs/design.md, "A leaner `get`".)
     #[inline]
     pub fn get<Q>(&self, hash: u64, key: &Q, visible: Visible<'_>) -> Option<V>
     where
