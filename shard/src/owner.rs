@@ -858,11 +858,10 @@ where
     }
 
     /// How long a new entry lives (no clock read when nothing expires).
+    /// Called only off `new_entry`'s plain path, which has already handled
+    /// "no expiry given and no extras".
     #[inline]
     fn life(&mut self, expiry: Option<Expiry>) -> Life {
-        if expiry.is_none() && !self.extras {
-            return Life::default();
-        }
         let (ttl, tti) = match expiry {
             None => (self.settings.ttl, self.settings.tti),
             Some(e) => (
