@@ -1,11 +1,15 @@
 //! The comparison tables, shared by the `compare` and `demo` binaries.
 
-use crate::{median, prefilled, throughput, zipf_keys, NAMES};
+use crate::{median, prefilled, prefilled_bounded, throughput, zipf_keys, NAMES};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEYS: u64 = 100_000;
+
+/// Where the bounded coherent cache sits in the throughput samples: after
+/// the caches of [`NAMES`].
+const BOUNDED: usize = NAMES.len();
 
 /// One `get` throughput cell: a mix and a thread count.
 #[derive(Debug, Clone, Copy)]
@@ -34,9 +38,11 @@ pub fn run(quick: bool, plot_dir: Option<&std::path::Path>) {
     // afresh: where their memory lands moves single-process results by 2x
     // on this VM, and fresh caches per round average that out. Within a
     // round the caches take turns, starting with a different one each round.
-    let mut samples = vec![vec![Vec::new(); NAMES.len()]; cells.len()];
+    // The last cache is coherent bounded as quick_cache is (BOUNDED).
+    let mut samples = vec![vec![Vec::new(); NAMES.len() + 1]; cells.len()];
     for round in 0..rounds {
-        let targets = prefilled(KEYS);
+        let mut targets = prefilled(KEYS);
+        targets.push(prefilled_bounded(KEYS));
         for (c, cell) in cells.iter().enumerate() {
             for turn in 0..targets.len() {
                 let i = (round + turn) % targets.len();
@@ -54,7 +60,7 @@ pub fn run(quick: bool, plot_dir: Option<&std::path::Path>) {
         "get throughput, Zipf 1.0 over {KEYS} keys, all present (Mops/s, median of {rounds} rounds; ratios: coherent's, median of per-round ratios)"
     );
     println!(
-        "{:<8} {:>7} {:>9} {:>11} {:>7} {:>8} {:>9} {:>8} {:>8}",
+        "{:<8} {:>7} {:>9} {:>11} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9} {:>10}",
         "mix",
         "threads",
         "coherent",
@@ -63,24 +69,33 @@ pub fn run(quick: bool, plot_dir: Option<&std::path::Path>) {
         "dashmap",
         "vs quick",
         "vs moka",
-        "vs dash"
+        "vs dash",
+        "coh. bnd",
+        "bnd/quick"
     );
     for (c, cell) in cells.iter().enumerate() {
         let s = &samples[c];
-        let ratio = |other: usize| median(s[0].iter().zip(&s[other]).map(|(a, b)| a / b).collect());
+        let ratio = |of: usize, other: usize| {
+            median(s[of].iter().zip(&s[other]).map(|(a, b)| a / b).collect())
+        };
         println!(
-            "{:<8} {:>7} {:>9.1} {:>11.1} {:>7.1} {:>8.1} {:>8.2}x {:>7.2}x {:>7.2}x",
+            "{:<8} {:>7} {:>9.1} {:>11.1} {:>7.1} {:>8.1} {:>8.2}x {:>7.2}x {:>7.2}x {:>9.1} {:>9.2}x",
             format!("{}/{}", 100 - cell.writes / 10, cell.writes / 10),
             cell.threads,
             median(s[0].clone()) / 1e6,
             median(s[1].clone()) / 1e6,
             median(s[2].clone()) / 1e6,
             median(s[3].clone()) / 1e6,
-            ratio(1),
-            ratio(2),
-            ratio(3)
+            ratio(0, 1),
+            ratio(0, 2),
+            ratio(0, 3),
+            median(s[BOUNDED].clone()) / 1e6,
+            ratio(BOUNDED, 1)
         );
     }
+    println!(
+        "(coherent: unbounded; coh. bnd: coherent bounded to twice the keys, as quick_cache and moka are here)"
+    );
     if let Some(dir) = plot_dir {
         plot(dir, &cells, &samples);
     }

@@ -103,6 +103,40 @@ pub fn prefilled(keys: u64) -> Vec<Arc<dyn Target>> {
     targets
 }
 
+/// coherent bounded as quick_cache and moka are in [`prefilled`] (room for
+/// twice the keys, so nothing is evicted), prefilled with `keys` keys.
+/// A bounded cache's entries carry their eviction bookkeeping and its
+/// `get`s count reads and mark the entry, which the unbounded coherent of
+/// [`prefilled`] does not.
+pub fn prefilled_bounded(keys: u64) -> Arc<dyn Target> {
+    let c = coherent::Cache::<u64, u64>::builder()
+        .initial_capacity(keys as usize)
+        .max_capacity(keys * 2)
+        .build()
+        .expect("valid");
+    let t: Arc<dyn Target> = Arc::new(Bounded(c));
+    for k in 0..keys {
+        t.insert(k, k);
+    }
+    t
+}
+
+/// A bounded coherent cache, named apart in tables.
+struct Bounded(coherent::Cache<u64, u64>);
+
+impl Target for Bounded {
+    fn name(&self) -> &'static str {
+        "coherent (bounded)"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> bool {
+        self.0.get(&key).is_some()
+    }
+    fn insert(&self, key: u64, value: u64) {
+        self.0.insert(key, value).expect("insert");
+    }
+}
+
 /// `len` keys drawn from Zipf(`s`) over `0..keys` (0 the most popular),
 /// scrambled so that popular keys are not neighbours.
 pub fn zipf_keys(keys: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
