@@ -12,9 +12,10 @@
 //! `compare`: a shorter one (2^16 was the default until the fourth round)
 //! touches fewer distinct keys and flatters the cache with the larger
 //! footprint (docs/design.md, "How the one-thread ratio depends on the key
-//! count").
+//! count"). `BOUNDED=1` puts coherent with `max_capacity` (twice the
+//! keys, as `compare`'s bounded column) in coherent's place.
 
-use coherent_bench::{median, prefilled, zipf_keys, Target};
+use coherent_bench::{median, prefilled, prefilled_bounded, zipf_keys, Target};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,10 +36,14 @@ impl Bench {
         let is_write = (0..keys.len())
             .map(|i| (i * writes) / 1000 != ((i + 1) * writes) / 1000)
             .collect();
+        let mut targets = prefilled(n);
+        if std::env::var_os("BOUNDED").is_some_and(|v| v != "0") {
+            targets[0] = prefilled_bounded(n);
+        }
         Self {
             keys,
             is_write,
-            targets: prefilled(n),
+            targets,
         }
     }
 

@@ -176,7 +176,7 @@ pub(crate) struct Owner<K, V> {
     /// Source of lease tokens; never reused within a shard.
     next_token: u64,
     /// Capacity: which entries to evict (`None`: unbounded).
-    policy: Option<Box<Policy<K, V>>>,
+    policy: Option<Box<Policy>>,
     /// Expiry, weights and the removal listener.
     settings: Settings<K, V>,
     /// Whether an entry that can expire was ever written here (then writes
@@ -318,7 +318,7 @@ where
         self.tags_of.clear();
         self.keys_of.clear();
         if let Some(p) = self.policy.as_mut() {
-            p.clear(); // its pointers go with the table
+            p.clear(); // the slots it names go with the table
         }
         let fresh = OwnedSlots::new(Slots::with_slots(MIN_SLOTS));
         // Release: as in `rebuild` (the empty array is initialised).
@@ -900,7 +900,7 @@ where
         };
         let table = self.table.as_ref().expect("an owner always has a table");
         if let View::Live(e) = table.get().view(i) {
-            p.insert(e, weigh(&self.settings, e));
+            p.insert(i, e, weigh(&self.settings, e));
         }
     }
 
@@ -972,14 +972,12 @@ where
             let (hits, misses) = self.stats.reads();
             policy.observe(hits, misses);
         }
-        while self.policy.as_ref().is_some_and(|p| p.over()) {
-            let Some((hash, victim)) = self.policy.as_mut().and_then(|p| p.victim()) else {
+        while let Some(p) = self.policy.as_mut().filter(|p| p.over()) {
+            let table = self.table.as_ref().expect("an owner always has a table");
+            let Some(i) = p.victim(table.get()) else {
                 break;
             };
-            match self.slots().position(hash, victim) {
-                Some(i) => self.unlink(i, RemovalCause::Evicted),
-                None => debug_assert!(false, "a tracked entry is in the table"),
-            }
+            self.unlink(i, RemovalCause::Evicted);
         }
         if let Some(p) = &self.policy {
             // Relaxed: a statistic (`Shard::weighted_size`).
@@ -1195,7 +1193,7 @@ where
         let w = weigh(&self.settings, new.get());
         let table = self.table.as_ref().expect("an owner always has a table");
         if let (Some(p), View::Live(old)) = (self.policy.as_mut(), table.get().view(i)) {
-            p.replace(old, new.get(), w);
+            p.replace(i, old, new.get(), w);
         }
     }
 
@@ -1230,6 +1228,15 @@ where
         let size = ((self.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
         let fresh = OwnedSlots::new(Slots::with_slots(size));
         self.slots().move_into(fresh.get());
+        if let Some(p) = self.policy.as_mut() {
+            // The policy names entries by slot: tell it where each went.
+            let slots = fresh.get();
+            for j in 0..slots.slot_count() {
+                if let View::Live(e) = slots.view(j) {
+                    p.moved(j, e);
+                }
+            }
+        }
         tracing::trace!(
             from = self.slots().slot_count(),
             to = size,
@@ -1303,7 +1310,7 @@ impl<K, V> Drop for Owner<K, V> {
         // the current array and its entries go now; the garbage drops with
         // the owner.
         if let Some(p) = self.policy.as_mut() {
-            p.clear(); // its pointers go with the table
+            p.clear(); // the slots it names go with the table
         }
         if let Some(table) = self.table.take() {
             table.free_with_entries();

@@ -27,7 +27,7 @@
 //! The ghost remembers as many hashes as the shard holds entries.
 
 use crate::sync::Ordering;
-use crate::table::{Entry, EntryRef, Extra};
+use crate::table::{EntryRef, Extra, Slots, View};
 use std::collections::VecDeque;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -43,17 +43,24 @@ fn meta_of(queue: u32, pos: u32) -> u32 {
     (queue << POS_BITS) | (pos & POS_MASK)
 }
 
-/// One FIFO of entries with their weights. An entry knows its position
-/// (`Entry::meta`), so a replaced entry takes over its predecessor's place
-/// and a removed one leaves a hole (null) that eviction skips.
+/// One FIFO of entries with their weights, each entry named by its slot
+/// in the owner's table. An entry knows its position (`Entry::meta`), so a
+/// removed one leaves a hole ([`HOLE`]) that eviction skips, and a
+/// replacement, which the owner publishes in the replaced entry's slot,
+/// takes over its place without a write here.
 ///
-/// Without a weigher every entry weighs 1 and `weights` stays `None`: a
-/// queued entry then costs 8 bytes, not 16 (a pointer and a `u32` pad to
-/// 16). For `u64` keys and values that took a bounded cache from 84.2 to
-/// 73.9 bytes per entry at 100k entries (`cargo run --release -p
-/// coherent-bench --bin memory`).
-struct Ring<K, V> {
-    items: VecDeque<*mut Entry<K, V>>,
+/// Slots, not entry pointers (as until issue 6's eighth round): replacing
+/// an entry then wrote the ring at the key's position, a cache line far
+/// from everything else an insert touches, and the token's release waited
+/// for that store to land: about 8 ns per operation at 20% writes, most
+/// of the gap between a bounded and an unbounded insert (docs/design.md,
+/// "The bounded `get` and the bounded write"). A rebuild moves entries to
+/// other slots; the owner then tells the policy where each went
+/// ([`Policy::moved`]).
+///
+/// Without a weigher every entry weighs 1 and `weights` stays `None`.
+struct Ring {
+    items: VecDeque<usize>,
     /// `items[i]`'s weight (0 for a hole), when entries are weighed.
     weights: Option<VecDeque<u32>>,
     /// The logical position of `items[0]`.
@@ -62,7 +69,10 @@ struct Ring<K, V> {
     weight: u64,
 }
 
-impl<K, V> Ring<K, V> {
+/// A ring item that names no entry (a removed one's place).
+const HOLE: usize = usize::MAX;
+
+impl Ring {
     fn new(weighed: bool) -> Self {
         Self {
             items: VecDeque::new(),
@@ -72,9 +82,10 @@ impl<K, V> Ring<K, V> {
         }
     }
 
-    fn push(&mut self, e: EntryRef<'_, K, V>, queue: u32, weight: u32) {
+    /// Queues the entry in `slot` at the back of the ring.
+    fn push<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, queue: u32, weight: u32) {
         let pos = self.head.wrapping_add(self.items.len() as u32);
-        self.items.push_back(e.as_ptr());
+        self.items.push_back(slot);
         match &mut self.weights {
             Some(w) => w.push_back(weight),
             None => debug_assert_eq!(weight, 1, "unweighed entries weigh 1"),
@@ -87,15 +98,12 @@ impl<K, V> Ring<K, V> {
         ((meta & POS_MASK).wrapping_sub(self.head) & POS_MASK) as usize
     }
 
-    /// Puts `e` (null: a hole, weight 0) with `weight` at index `i`, in
-    /// place of a live entry.
-    fn set(&mut self, i: usize, e: *mut Entry<K, V>, weight: u32) {
-        debug_assert!(!self.items[i].is_null(), "only a live entry is replaced");
-        self.items[i] = e;
+    /// Sets the weight of the live entry at index `i` (a hole: 0).
+    fn reweigh(&mut self, i: usize, weight: u32) {
         let was = match &mut self.weights {
             Some(w) => std::mem::replace(&mut w[i], weight),
             None => {
-                debug_assert_eq!(weight, u32::from(!e.is_null()), "unweighed entries weigh 1");
+                debug_assert!(weight <= 1, "unweighed entries weigh 1");
                 1
             }
         };
@@ -103,22 +111,22 @@ impl<K, V> Ring<K, V> {
     }
 
     /// Takes the oldest item (entry or hole) and its weight out.
-    fn pop_front(&mut self) -> Option<(*mut Entry<K, V>, u32)> {
-        let e = self.items.pop_front()?;
+    fn pop_front(&mut self) -> Option<(usize, u32)> {
+        let slot = self.items.pop_front()?;
         let w = match &mut self.weights {
             Some(w) => w.pop_front().unwrap_or(0),
-            None => u32::from(!e.is_null()),
+            None => u32::from(slot != HOLE),
         };
         self.head = self.head.wrapping_add(1) & POS_MASK;
-        Some((e, w))
+        Some((slot, w))
     }
 
-    /// The oldest live entry and its weight, taken out of the ring.
-    fn pop(&mut self) -> Option<(*mut Entry<K, V>, u32)> {
-        while let Some((e, w)) = self.pop_front() {
-            if !e.is_null() {
+    /// The oldest live entry's slot and weight, taken out of the ring.
+    fn pop(&mut self) -> Option<(usize, u32)> {
+        while let Some((slot, w)) = self.pop_front() {
+            if slot != HOLE {
                 self.weight -= u64::from(w);
-                return Some((e, w));
+                return Some((slot, w));
             }
         }
         None
@@ -126,7 +134,7 @@ impl<K, V> Ring<K, V> {
 
     /// Drops the holes at the front (so `items` does not grow with them).
     fn trim(&mut self) {
-        while self.items.front().is_some_and(|e| e.is_null()) {
+        while self.items.front() == Some(&HOLE) {
             self.pop_front();
         }
     }
@@ -139,11 +147,11 @@ fn extra<K, V>(e: EntryRef<'_, K, V>) -> &Extra {
 }
 
 /// The owner's eviction state for one bounded shard.
-pub(crate) struct Policy<K, V> {
+pub(crate) struct Policy {
     /// The shard's share of the cache's weight budget.
     budget: u64,
-    small: Ring<K, V>,
-    main: Ring<K, V>,
+    small: Ring,
+    main: Ring,
     /// Hashes of keys evicted from the small queue, oldest first, and how
     /// many times each is in the queue.
     ghost: VecDeque<u64>,
@@ -153,12 +161,7 @@ pub(crate) struct Policy<K, V> {
     climber: Climber,
 }
 
-// SAFETY: the raw entry pointers are the owner's references into its own
-// table; the policy moves between threads with the owner (under the token)
-// and is never shared. Entries are Send when K and V are.
-unsafe impl<K: Send, V: Send> Send for Policy<K, V> {}
-
-impl<K, V> Policy<K, V> {
+impl Policy {
     /// A policy for a shard with `budget`; `weighed`: whether entries
     /// have weights of their own (a weigher), else each weighs 1.
     pub(crate) fn new(budget: u64, weighed: bool) -> Self {
@@ -183,64 +186,87 @@ impl<K, V> Policy<K, V> {
         self.weight() > self.budget
     }
 
-    /// A new entry in a plain slot.
-    pub(crate) fn insert(&mut self, e: EntryRef<'_, K, V>, weight: u32) {
-        self.entries += 1;
-        if self.ghost_count.contains_key(&e.hash()) {
-            self.main.push(e, MAIN, weight);
-        } else {
-            self.small.push(e, SMALL, weight);
+    /// The ring an entry's `meta` names, if it is tracked.
+    fn ring_of(&mut self, meta: u32) -> Option<&mut Ring> {
+        match meta >> POS_BITS {
+            SMALL => Some(&mut self.small),
+            MAIN => Some(&mut self.main),
+            _ => None,
         }
     }
 
-    /// `new` replaces `old` in its slot: it takes `old`'s place and reads.
-    pub(crate) fn replace(
+    /// A new entry `e`, just published in plain slot `slot`.
+    pub(crate) fn insert<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, weight: u32) {
+        self.entries += 1;
+        if self.ghost_count.contains_key(&e.hash()) {
+            self.main.push(slot, e, MAIN, weight);
+        } else {
+            self.small.push(slot, e, SMALL, weight);
+        }
+    }
+
+    /// `new` replaces `old` in slot `slot`: it takes `old`'s place in its
+    /// queue (the ring names the slot, which does not change) and its
+    /// read count.
+    pub(crate) fn replace<K, V>(
         &mut self,
+        slot: usize,
         old: EntryRef<'_, K, V>,
         new: EntryRef<'_, K, V>,
         weight: u32,
     ) {
-        let (old, new_ref) = (extra(old), new);
-        let meta = old.meta.get();
-        let ring = match meta >> POS_BITS {
-            SMALL => &mut self.small,
-            MAIN => &mut self.main,
-            _ => {
-                // Not tracked (it was staged by a transaction): a new entry.
-                self.insert(new_ref, weight);
-                return;
-            }
+        let (old_x, new_x) = (extra(old), extra(new));
+        let meta = old_x.meta.get();
+        let Some(ring) = self.ring_of(meta) else {
+            // Not tracked (it was staged by a transaction): a new entry.
+            self.insert(slot, new, weight);
+            return;
         };
         let i = ring.index(meta);
-        ring.set(i, new_ref.as_ptr(), weight);
-        let new = extra(new_ref);
-        new.meta.set(meta);
-        old.meta.set(0);
+        debug_assert_eq!(
+            ring.items[i], slot,
+            "a tracked entry's ring item names its slot"
+        );
+        if ring.weights.is_some() {
+            ring.reweigh(i, weight);
+        }
+        new_x.meta.set(meta);
+        old_x.meta.set(0);
         // Relaxed: owner-side bookkeeping of a mark readers set relaxed.
-        new.freq
-            .store(old.freq.load(Ordering::Relaxed), Ordering::Relaxed);
+        new_x
+            .freq
+            .store(old_x.freq.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// `old` leaves its slot (removed, evicted, or staged by a transaction).
-    pub(crate) fn remove(&mut self, old: EntryRef<'_, K, V>) {
+    pub(crate) fn remove<K, V>(&mut self, old: EntryRef<'_, K, V>) {
         let old = extra(old);
         let meta = old.meta.get();
-        let ring = match meta >> POS_BITS {
-            SMALL => &mut self.small,
-            MAIN => &mut self.main,
-            _ => return,
+        let Some(ring) = self.ring_of(meta) else {
+            return;
         };
         let i = ring.index(meta);
-        ring.set(i, std::ptr::null_mut(), 0);
+        ring.items[i] = HOLE;
+        ring.reweigh(i, 0);
         ring.trim();
         self.entries -= 1;
         old.meta.set(0);
     }
 
-    /// The next entry to evict (its hash, and where it is), already out of
-    /// the policy's queues; the caller unlinks it from the table. `None`
-    /// when nothing is tracked.
-    pub(crate) fn victim(&mut self) -> Option<(u64, *const Entry<K, V>)> {
+    /// A rebuild moved the tracked entry `e` to slot `slot`.
+    pub(crate) fn moved<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>) {
+        let meta = extra(e).meta.get();
+        if let Some(ring) = self.ring_of(meta) {
+            let i = ring.index(meta);
+            ring.items[i] = slot;
+        }
+    }
+
+    /// The slot of the next entry to evict, already out of the policy's
+    /// queues; the caller unlinks it from `slots`, where every tracked
+    /// entry is (the owner untracks an entry before it unlinks or stages
+    /// it, and reports every move). `None` when nothing is tracked.
+    pub(crate) fn victim<K, V>(&mut self, slots: &Slots<K, V>) -> Option<usize> {
         let small_budget = self.climber.small_share(self.budget);
         loop {
             let from_small = !self.small.items.is_empty()
@@ -250,34 +276,37 @@ impl<K, V> Policy<K, V> {
             } else {
                 &mut self.main
             };
-            let Some((p, weight)) = ring.pop() else {
+            let Some((slot, weight)) = ring.pop() else {
                 if self.small.items.is_empty() && self.main.items.is_empty() {
                     return None;
                 }
                 continue;
             };
-            // SAFETY: tracked entries live in a plain slot of the owner's
-            // table: the owner untracks an entry before it unlinks it; the
-            // pointer came from `EntryRef::as_ptr`.
-            let e = unsafe { EntryRef::from_queue(p) };
+            let View::Live(e) = slots.view(slot) else {
+                // Never: a ring item names a slot with a tracked entry
+                // (above). Dropped rather than trusted.
+                debug_assert!(false, "a ring item names a live entry's slot");
+                self.entries -= 1;
+                continue;
+            };
             let x = extra(e);
             // Relaxed: see `replace`.
             let f = x.freq.load(Ordering::Relaxed);
             if from_small {
                 if f >= 2 {
                     x.freq.store(0, Ordering::Relaxed);
-                    self.main.push(e, MAIN, weight);
+                    self.main.push(slot, e, MAIN, weight);
                     continue;
                 }
                 self.add_ghost(e.hash());
             } else if f > 0 {
                 x.freq.store(f - 1, Ordering::Relaxed);
-                self.main.push(e, MAIN, weight);
+                self.main.push(slot, e, MAIN, weight);
                 continue;
             }
             self.entries -= 1;
             x.meta.set(0);
-            return Some((e.hash(), p.cast_const()));
+            return Some(slot);
         }
     }
 

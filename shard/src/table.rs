@@ -55,8 +55,8 @@ fn prefetch(p: *const u8) {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
-    /// The full hash, with bit 39 replaced by [`EXT`]; compared
-    /// before the key so that a probe rarely calls the key's `Eq`.
+    /// The full hash, with bits 38 and 39 replaced by the marks
+    /// [`MORTAL`] and [`EXT`]; compared before the key so that a probe rarely calls the key's `Eq`.
     stored: u64,
     pub(crate) key: K,
     pub(crate) value: V,
@@ -69,6 +69,19 @@ pub(crate) struct Entry<K, V> {
 /// places its entry after a rebuild, and tags it.
 const EXT: u64 = 1 << 39;
 
+/// The mark of an extended entry that can expire (`Extra::life` is
+/// `Some`) in `Entry::stored`: bit 38, free for the same reasons as
+/// [`EXT`] (a probe starts from bits 0-37). So a read of an entry that
+/// cannot expire stops at `Extra::freq`, right after the value, and never
+/// loads `life`: the entry is read in its first `size_of::<Entry>() + 1`
+/// bytes, which a 48-byte allocator chunk puts across a cache line at one
+/// offset in four instead of two (docs/design.md, "The bounded `get` and
+/// the bounded write").
+const MORTAL: u64 = 1 << 38;
+
+/// The bits of `Entry::stored` that are marks, not hash.
+const MARKS: u64 = EXT | MORTAL;
+
 /// An extended entry: the header, then what only bounded or expiring
 /// entries need.
 #[repr(C)]
@@ -79,16 +92,22 @@ struct Extended<K, V> {
 
 /// What an extended entry carries. Readers may set `freq`, and an expiring
 /// entry's last-read time, with relaxed stores; `meta` is the owner's.
+///
+/// `repr(C)`, `freq` first: a read touches the header and `freq` only
+/// (and `life` only when [`MORTAL`] says there is one), so `freq` sits
+/// right after the value.
+#[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Extra {
-    /// When the entry expires, if it can.
-    life: Option<Box<Mortal>>,
-    /// The eviction policy's bookkeeping (`policy.rs`): which queue holds
-    /// the entry and where. Readers never touch it.
-    pub(crate) meta: OwnerCell<u32>,
     /// Reads since the owner last looked, saturating at [`FREQ_MAX`]. The
     /// eviction policy's input.
     pub(crate) freq: AtomicU8,
+    /// The eviction policy's bookkeeping (`policy.rs`): which queue holds
+    /// the entry and where. Readers never touch it.
+    pub(crate) meta: OwnerCell<u32>,
+    /// When the entry expires, if it can; `Some` exactly when `stored`
+    /// carries [`MORTAL`].
+    life: Option<Box<Mortal>>,
 }
 
 /// The most `Extra::freq` counts (2 bits' worth).
@@ -136,21 +155,22 @@ impl Life {
 }
 
 impl<K, V> Entry<K, V> {
-    /// The key's hash.
+    /// The key's hash, less the bits the marks replace.
     #[inline]
     pub(crate) fn hash(&self) -> u64 {
-        self.stored & !EXT
+        self.stored & !MARKS
     }
 
-    /// Whether this entry's hash is `hash`, given as `hash | EXT`.
+    /// Whether this entry's hash is `hash`, given as `hash | MARKS`.
     #[inline]
-    fn hashed(&self, hash_ext: u64) -> bool {
-        self.stored | EXT == hash_ext
+    fn hashed(&self, hash_marked: u64) -> bool {
+        self.stored | MARKS == hash_marked
     }
 }
 
 impl Extra {
-    /// Whether the entry may be returned at clock time `now`.
+    /// Whether an entry that can expire ([`Mortal`]) may be returned at
+    /// clock time `now`.
     #[inline]
     fn alive_at(&self, now: u64) -> bool {
         self.life.as_deref().is_none_or(|m| {
@@ -158,15 +178,21 @@ impl Extra {
         })
     }
 
-    /// A reader's record of one read: the access count and the idle clock.
-    /// Relaxed stores, each skipped when it would change nothing, so a hot
-    /// entry's cache line is not written on every read.
+    /// A reader's record of one read: the access count. Relaxed, and
+    /// skipped when it would change nothing, so a hot entry's cache line is
+    /// not written on every read.
     #[inline]
-    fn touch(&self, now: u64) {
+    pub(crate) fn count_read(&self) {
         let f = self.freq.load(Ordering::Relaxed);
         if f < FREQ_MAX {
             self.freq.store(f + 1, Ordering::Relaxed);
         }
+    }
+
+    /// An expiring entry's record of one read at `now`: the idle clock,
+    /// stored only when it moves.
+    #[inline]
+    fn touch_life(&self, now: u64) {
         if let Some(m) = self.life.as_deref() {
             if m.idle != u64::MAX && m.touched.load(Ordering::Relaxed) < now {
                 m.touched.store(now, Ordering::Relaxed);
@@ -224,24 +250,29 @@ impl<'a, K, V> EntryRef<'a, K, V> {
         Some(unsafe { &(*self.ptr.as_ptr().cast::<Extended<K, V>>()).extra })
     }
 
-    /// Whether the entry can expire at all.
+    /// Whether the entry can expire at all (read from the header alone).
     #[inline]
     pub(crate) fn mortal(self) -> bool {
-        self.extra().is_some_and(|x| x.life.is_some())
+        self.stored & MORTAL != 0
     }
 
-    /// Whether the entry may be returned at clock time `now`.
+    /// Whether the entry may be returned at clock time `now`. Loads the
+    /// entry's [`Mortal`] only when it has one.
     #[inline]
     pub(crate) fn alive_at(self, now: u64) -> bool {
-        self.extra().is_none_or(|x| x.alive_at(now))
+        !self.mortal() || self.extra().is_none_or(|x| x.alive_at(now))
     }
 
-    /// A reader's record of one read (extended entries only; see
-    /// [`Extra::touch`]).
+    /// A reader's record of one read (extended entries only): the access
+    /// count ([`Extra::count_read`]) and, for an entry that can expire,
+    /// the idle clock.
     #[inline]
     pub(crate) fn touch(self, now: u64) {
         if let Some(x) = self.extra() {
-            x.touch(now);
+            x.count_read();
+            if self.mortal() {
+                x.touch_life(now);
+            }
         }
     }
 
@@ -249,20 +280,6 @@ impl<'a, K, V> EntryRef<'a, K, V> {
     pub(crate) fn entry(self) -> &'a Entry<K, V> {
         // SAFETY: as in `deref`, for 'a.
         unsafe { self.ptr.as_ref() }
-    }
-
-    /// Where the entry lives (for the policy's queues).
-    pub(crate) fn as_ptr(self) -> *mut Entry<K, V> {
-        self.ptr.as_ptr()
-    }
-
-    /// An entry the policy queued (its pointer came from `as_ptr`).
-    ///
-    /// # Safety
-    /// As for `new`: the entry is still live and linked.
-    pub(crate) unsafe fn from_queue(ptr: *mut Entry<K, V>) -> Self {
-        // SAFETY: the caller's promise.
-        unsafe { Self::new(ptr) }
     }
 }
 
@@ -596,16 +613,18 @@ impl<K, V> OwnedEntry<K, V> {
         std::mem::forget(alloc);
         debug_assert!(ext || !life.is_mortal(), "an expiring entry is extended");
         if ext {
+            let life = life.mortal();
+            let mortal = if life.is_some() { MORTAL } else { 0 };
             let entry = Extended {
                 entry: Entry {
-                    stored: hash | EXT,
+                    stored: (hash & !MARKS) | EXT | mortal,
                     key,
                     value,
                 },
                 extra: Extra {
-                    life: life.mortal(),
-                    meta: OwnerCell::new(0),
                     freq: AtomicU8::new(0),
+                    meta: OwnerCell::new(0),
+                    life,
                 },
             };
             // SAFETY: `p` is an allocation of `Extended`'s layout (`ext`)
@@ -613,7 +632,7 @@ impl<K, V> OwnedEntry<K, V> {
             unsafe { p.as_ptr().cast::<Extended<K, V>>().write(entry) };
         } else {
             let entry = Entry {
-                stored: hash & !EXT,
+                stored: hash & !MARKS,
                 key,
                 value,
             };
@@ -1135,7 +1154,7 @@ impl<K, V> Slots<K, V> {
             if may_match(p.addr(), want) {
                 // SAFETY: as in `find`, for an entry of either kind.
                 let e = unsafe { EntryRef::new(untagged(p)) };
-                if e.hashed(hash | EXT) && e.key.borrow() == key {
+                if e.hashed(hash | MARKS) && e.key.borrow() == key {
                     return Some(e);
                 }
             } else if is_intent(p) {
@@ -1176,30 +1195,13 @@ impl<K, V> Slots<K, V> {
                 // SAFETY: `p` was just loaded (Acquire) from slot `i`, and we
                 // are the owner.
                 let found = match unsafe { self.view_of(p) } {
-                    View::Live(e) => e.hashed(hash | EXT) && e.key.borrow() == key,
+                    View::Live(e) => e.hashed(hash | MARKS) && e.key.borrow() == key,
                     View::Intent(it) => it.hash == hash && it.key().borrow() == key,
                     View::Empty | View::Tomb => false,
                 };
                 if found {
                     return Probe::Found(i);
                 }
-            }
-            i = (i + 1) & self.mask;
-        }
-    }
-
-    /// The slot holding the plain entry at `entry` (whose hash is `hash`),
-    /// if any. Owner side: compares addresses, reads no entry.
-    pub(crate) fn position(&self, hash: u64, entry: *const Entry<K, V>) -> Option<usize> {
-        let mut i = hash as usize & self.mask;
-        loop {
-            // Relaxed: only the owner (the caller) writes slots.
-            let p = self.slots[i].load(Ordering::Relaxed);
-            if p.is_null() {
-                return None;
-            }
-            if p != tomb() && !is_intent(p) && std::ptr::eq(untagged(p), entry) {
-                return Some(i);
             }
             i = (i + 1) & self.mask;
         }

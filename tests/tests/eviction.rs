@@ -249,3 +249,47 @@ fn evictions_are_reported_to_the_listener() {
     }
     assert_eq!(cache.stats().evictions, 20);
 }
+
+#[test]
+fn eviction_order_survives_replacements_and_table_rebuilds() {
+    // The policy's queues name entries by their slot in the read table. A
+    // replacement keeps the slot (and the key's place in the queue); a
+    // rebuild moves every entry, and the queues must follow. Growing from
+    // the smallest table to 1,000 keys rebuilds it several times; with no
+    // reads, S3-FIFO then evicts in insertion order.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let cache = Cache::<u64, u64>::builder()
+        .shards(1)
+        .max_capacity(1_000)
+        .removal_listener(move |k, v, cause| {
+            if cause == RemovalCause::Evicted {
+                seen.lock().unwrap().push((*k, *v));
+            }
+        })
+        .build()
+        .unwrap();
+    for k in 0..1_000 {
+        cache.insert(k, k).unwrap();
+    }
+    for k in (0..1_000).rev() {
+        cache.insert(k, k + 10_000).unwrap();
+    }
+    assert!(log.lock().unwrap().is_empty(), "nothing over budget yet");
+    for k in 1_000..1_200 {
+        cache.insert(k, k).unwrap();
+    }
+    let evicted = log.lock().unwrap().clone();
+    let expected: Vec<(u64, u64)> = (0..200).map(|k| (k, k + 10_000)).collect();
+    assert_eq!(
+        evicted, expected,
+        "evicted oldest first, with their latest values"
+    );
+    for k in 200..1_000 {
+        assert_eq!(cache.get(&k), Some(k + 10_000));
+    }
+    for k in 1_000..1_200 {
+        assert_eq!(cache.get(&k), Some(k));
+    }
+    assert_eq!(cache.len(), 1_000);
+}
