@@ -148,7 +148,7 @@ pub struct ReadCounts {
     /// line, so that rows never share a cache line).
     row_shift: u32,
     rows_mask: usize,
-    counts: Box<[AtomicU64]>,
+    counts: Arc<[AtomicU64]>,
 }
 
 /// The row of the current thread: threads take the next index in turn.
@@ -183,15 +183,14 @@ impl ReadCounts {
         })
     }
 
-    /// Counts one read of the shard whose pair starts at `pair` (twice its
-    /// index).
-    #[inline]
-    pub(crate) fn count(&self, pair: usize, hit: bool) {
-        let i = ((stripe_index() & self.rows_mask) << self.row_shift) + pair + usize::from(!hit);
-        if let Some(c) = self.counts.get(i) {
-            // Relaxed load and store, not `fetch_add`: a statistic, written
-            // by this thread's row alone in the common case (type docs).
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    /// Where shard `shard`'s readers count, held by the shard itself
+    /// ([`ReadCounter`]).
+    pub(crate) fn counter(&self, shard: usize) -> ReadCounter {
+        ReadCounter {
+            counts: self.counts.clone(),
+            row_shift: self.row_shift,
+            rows_mask: self.rows_mask,
+            pair: shard * 2,
         }
     }
 
@@ -204,6 +203,37 @@ impl ReadCounts {
                 misses + self.counts[at + 1].load(Ordering::Relaxed),
             )
         })
+    }
+}
+
+/// One shard's way into its cache's [`ReadCounts`], kept in the shard's
+/// read side so that counting a read loads nothing but the counter: the
+/// counters' address and length, the row arithmetic and the shard's pair
+/// sit beside the table pointer `get` has just read. Before issue 6's
+/// eighth round a count went through the shared `ReadCounts` (one more
+/// dependent load, and its fields), and counting was about 13% of a
+/// bounded `get` (docs/design.md, "The bounded `get` and the bounded
+/// write").
+#[derive(Debug)]
+pub(crate) struct ReadCounter {
+    counts: Arc<[AtomicU64]>,
+    row_shift: u32,
+    rows_mask: usize,
+    /// Where this shard's (hits, misses) pair starts in a row.
+    pair: usize,
+}
+
+impl ReadCounter {
+    /// Counts one read, a hit or a miss.
+    #[inline]
+    pub(crate) fn count(&self, hit: bool) {
+        let i =
+            ((stripe_index() & self.rows_mask) << self.row_shift) + self.pair + usize::from(!hit);
+        if let Some(c) = self.counts.get(i) {
+            // Relaxed load and store, not `fetch_add`: a statistic, written
+            // by this thread's row alone in the common case (`ReadCounts`).
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 
 use crate::clock::Clock;
 use crate::completion::{completion, Completion, Responder};
-use crate::limits::{ReadCounts, ShardConfig, ShardStats, Stats};
+use crate::limits::{ReadCounter, ReadCounts, ShardConfig, ShardStats, Stats};
 use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
 use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
@@ -113,10 +113,8 @@ struct ReadSide<K, V> {
     table: Published<K, V>,
     bounded: bool,
     clock: Clock,
-    /// Where this shard's reads are counted, and where its pair of
-    /// counters starts there (twice its index).
-    reads: Arc<ReadCounts>,
-    pair: usize,
+    /// Where this shard's reads are counted.
+    reads: ReadCounter,
     /// Whether reads are counted (`ShardConfig::count_reads`).
     count: bool,
     stats: Arc<ShardStats>,
@@ -231,8 +229,7 @@ where
                 table: Published::new(table.get()),
                 bounded: config.budget.is_some(),
                 clock: config.clock.clone(),
-                reads,
-                pair: index * 2,
+                reads: reads.counter(index),
                 count: config.count_reads,
                 stats: stats.clone(),
             }),
@@ -306,7 +303,7 @@ where
                 let value = e.value.clone();
                 drop(pin);
                 if read.count {
-                    read.reads.count(read.pair, true);
+                    read.reads.count(true);
                 }
                 Some(value)
             }
@@ -370,7 +367,7 @@ where
         };
         drop(pin);
         if read.count {
-            read.reads.count(read.pair, value.is_some());
+            read.reads.count(value.is_some());
         }
         value
     }
