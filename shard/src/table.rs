@@ -56,7 +56,8 @@ fn prefetch(p: *const u8) {
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
     /// The full hash, with bits 38 and 39 replaced by the marks
-    /// [`MORTAL`] and [`EXT`]; compared before the key so that a probe rarely calls the key's `Eq`.
+    /// [`MORTAL`] and [`EXT`]; compared before the key so that a probe
+    /// rarely calls the key's `Eq`.
     stored: u64,
     pub(crate) key: K,
     pub(crate) value: V,
