@@ -22,6 +22,7 @@
 //! no write to the key committed while it ran. See `docs/guarantees.md` in
 //! the repository for the full contract and the tests behind each promise.
 
+mod cells;
 mod clock;
 mod completion;
 mod limits;

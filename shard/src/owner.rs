@@ -5,6 +5,7 @@
 //! Every change is published to readers by one slot store in the read table
 //! before the message is answered (G1).
 
+use crate::cells::{Blocks, Cells};
 use crate::clock::Clock;
 use crate::completion::Responder;
 use crate::limits::{millis, Expiry, Listener, RemovalCause, ShardConfig, ShardStats, Weigher};
@@ -12,8 +13,7 @@ use crate::message::{Op, Reply, TxnOp};
 use crate::policy::Policy;
 use crate::reclaim::Garbage;
 use crate::table::{
-    EntryAlloc, EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots,
-    View, Was,
+    EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots, View, Was,
 };
 use crate::tag::Tag;
 use std::cell::Cell;
@@ -29,9 +29,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// The smallest read table a shard keeps. Under loom, 4: a model with
 /// three keys then rebuilds its table while readers hold the old one.
 pub(crate) const MIN_SLOTS: usize = if cfg!(coherent_loom) { 4 } else { 16 };
-
-/// Freed entries' memory an owner keeps for its next writes, at most.
-const POOL_MAX: usize = 2 * crate::reclaim::BATCH;
 
 pub(crate) use crate::table::Published;
 
@@ -73,14 +70,14 @@ fn as_closure<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Frees a batch of retired items that no reader can hold any more,
-/// keeping entries' memory in `pool` while it has room. Keys and values
+/// giving entries' cells back to `cells` for later writes. Keys and values
 /// are dropped flagged as a closure (see `Owner::retire`); types without
 /// drop glue run no user code here, and skip the flag.
-fn free_batch<K, V>(pool: &mut Vec<EntryAlloc<K, V>>, batch: &mut Vec<Retired<K, V>>) {
+fn free_batch<K, V>(cells: &mut Cells, batch: &mut Vec<Retired<K, V>>) {
     let mut free = || {
         for item in batch.drain(..) {
             match item {
-                Retired::Entry(e) if pool.len() < POOL_MAX => pool.push(e.into_alloc()),
+                Retired::Entry(e) => e.free(cells),
                 other => drop(other),
             }
         }
@@ -142,7 +139,7 @@ impl<K: Hash + Eq> Pending<K> {
 }
 
 /// `repr(C)`, hot fields first: a plain write reads and writes `table`,
-/// `pool`, `live`, `tombs` and the open garbage batch, which (after the
+/// `cells`, `live`, `tombs` and the open garbage batch, which (after the
 /// token word, `token.rs`) fill the first cache line and spill into the
 /// second; it then only checks that `pending`, `leases` and `tags_of` are
 /// empty.
@@ -150,8 +147,9 @@ impl<K: Hash + Eq> Pending<K> {
 pub(crate) struct Owner<K, V> {
     /// The slot array readers see (the shard publishes the same pointer).
     table: Option<OwnedSlots<K, V>>,
-    /// Memory of freed entries, reused by the next writes.
-    pool: Vec<EntryAlloc<K, V>>,
+    /// Where new entries go, and the memory of freed ones, reused by the
+    /// next writes.
+    cells: Cells,
     /// Live entries in `table`.
     live: usize,
     /// Tombstones in `table`; they lengthen probes until the next rebuild.
@@ -188,6 +186,10 @@ pub(crate) struct Owner<K, V> {
     since_observe: u32,
     /// The shard's statistics (readers count hits and misses there).
     stats: Arc<ShardStats>,
+    /// The memory `cells` are cut from. Last: fields drop in order, so
+    /// its blocks go after everything that can hold an entry (`table`,
+    /// `garbage`), even when a key's or value's `drop` panics on the way.
+    blocks: Blocks,
 }
 
 /// What the owner needs of the configuration.
@@ -243,7 +245,8 @@ where
             live: 0,
             tombs: 0,
             garbage: Garbage::new(),
-            pool: Vec::new(),
+            cells: Cells::new(),
+            blocks: Blocks::default(),
             leases: HashMap::default(),
             tags_of: HashMap::default(),
             keys_of: HashMap::default(),
@@ -803,7 +806,7 @@ where
         }
     }
 
-    /// A new entry, in pooled memory when there is some. `expiry`
+    /// A new entry, in a freed entry's cell when there is one. `expiry`
     /// overrides the cache's default time to live and time to idle.
     #[inline]
     fn new_entry(
@@ -815,18 +818,15 @@ where
     ) -> OwnedEntry<K, V> {
         if expiry.is_none() && !self.extras {
             // The common case, a plain entry: no clock, no policy.
-            return match self.pool.pop() {
-                Some(alloc) if alloc.fits(false) => {
-                    if let Some(next) = self.pool.last() {
-                        next.prefetch();
-                    }
-                    OwnedEntry::new_in(alloc, hash, key, value, Life::default())
-                }
-                other => {
-                    drop(other);
-                    OwnedEntry::new(hash, key, value, Life::default(), false)
-                }
-            };
+            return OwnedEntry::new(
+                hash,
+                key,
+                value,
+                Life::default(),
+                false,
+                &mut self.cells,
+                &mut self.blocks,
+            );
         }
         self.new_entry_extended(hash, key, value, expiry)
     }
@@ -842,19 +842,18 @@ where
         expiry: Option<Expiry>,
     ) -> OwnedEntry<K, V> {
         let life = self.life(expiry);
-        // Extended (eviction bookkeeping, expiry) when bounded or expiring.
-        let ext = life.is_mortal() || (self.extras && self.policy.is_some());
-        match self.pool.pop() {
-            Some(alloc) if alloc.fits(ext) => {
-                // The next write's memory: warm by the time it comes.
-                if let Some(next) = self.pool.last() {
-                    next.prefetch();
-                }
-                OwnedEntry::new_in(alloc, hash, key, value, life)
-            }
-            // Pooled memory of the other layout goes back to the allocator.
-            _ => OwnedEntry::new(hash, key, value, life, ext),
-        }
+        // Extended (eviction bookkeeping) when bounded; with a clock too
+        // when it can expire.
+        let bounded = self.policy.is_some();
+        OwnedEntry::new(
+            hash,
+            key,
+            value,
+            life,
+            bounded,
+            &mut self.cells,
+            &mut self.blocks,
+        )
     }
 
     /// How long a new entry lives (no clock read when nothing expires).
@@ -912,7 +911,7 @@ where
         };
         let table = self.table.as_ref().expect("an owner always has a table");
         if let View::Live(e) = table.get().view(i) {
-            p.remove(e);
+            p.remove(e, table.get());
         }
     }
 
@@ -1148,7 +1147,7 @@ where
     ) {
         self.reserve(published);
         // The new entry first, then the probe: its stores (a write miss on
-        // pooled memory, often) then complete while the probe waits for its
+        // a reused cell, often) then complete while the probe waits for its
         // loads, instead of holding up the token release, which must drain
         // the store buffer. perf put 28% of a mixed-workload insert on that
         // release before this order.
@@ -1252,21 +1251,21 @@ where
             // else, so it would keep every array it outgrew (about as many
             // bytes again as the current one). A rebuild is O(n) already;
             // one more fence is nothing beside it.
-            let pool = &mut self.pool;
+            let cells = &mut self.cells;
             self.garbage
-                .collect_with(&mut |batch| free_batch(pool, batch));
+                .collect_with(&mut |batch| free_batch(cells, batch));
         }
     }
 
-    /// Hands `item`, just unlinked, to the garbage; freed entries' memory
-    /// goes to the pool. Values are dropped here, under the token, so their
+    /// Hands `item`, just unlinked, to the garbage; freed entries' cells
+    /// go back to `cells`. Values are dropped here, under the token, so their
     /// `Drop` runs flagged as a closure: a cache write from it is refused
     /// (`Error::Reentrant`) instead of waiting on this very shard.
     #[inline]
     fn retire(&mut self, item: Retired<K, V>) {
-        let pool = &mut self.pool;
+        let cells = &mut self.cells;
         self.garbage
-            .retire_with(item, &mut |batch| free_batch(pool, batch));
+            .retire_with(item, &mut |batch| free_batch(cells, batch));
     }
 
     /// Retires what a slot held (entries and intents readers may hold).
@@ -1301,6 +1300,21 @@ where
     #[cfg(all(test, not(coherent_loom)))]
     pub(crate) fn garbage_pending(&self) -> usize {
         self.garbage.pending()
+    }
+
+    /// Checks that every cell taken and not given back holds an entry the
+    /// owner still reaches: in its table (in a slot or an intent) or in
+    /// its garbage. A path that dropped an entry instead of retiring it
+    /// would keep its cell until the shard goes (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn assert_no_cell_lost(&self) {
+        let retired = self
+            .garbage
+            .items()
+            .filter(|item| matches!(item, Retired::Entry(e) if e.in_cell()))
+            .count();
+        let reached = self.slots().entries_in_cells() + retired;
+        assert_eq!(self.cells.out(), reached, "cells in use vs entries reached");
     }
 }
 

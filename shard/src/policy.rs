@@ -67,6 +67,13 @@ struct Ring {
     head: u32,
     /// Total weight of the live entries in the ring.
     weight: u64,
+    /// Holes in `items`. A removal leaves one where it was, and only the
+    /// front ones go at once (`trim`): in a shard that removes keys and
+    /// writes them again without being over budget (nothing evicted,
+    /// nothing popped), the ring grew by one item per removal, for good,
+    /// until issue 6's ninth round. [`Ring::compact`] now drops them once
+    /// they are the majority.
+    holes: usize,
 }
 
 /// A ring item that names no entry (a removed one's place).
@@ -79,6 +86,7 @@ impl Ring {
             weights: weighed.then(VecDeque::new),
             head: 0,
             weight: 0,
+            holes: 0,
         }
     }
 
@@ -113,6 +121,9 @@ impl Ring {
     /// Takes the oldest item (entry or hole) and its weight out.
     fn pop_front(&mut self) -> Option<(usize, u32)> {
         let slot = self.items.pop_front()?;
+        if slot == HOLE {
+            self.holes -= 1;
+        }
         let w = match &mut self.weights {
             Some(w) => w.pop_front().unwrap_or(0),
             None => u32::from(slot != HOLE),
@@ -138,7 +149,51 @@ impl Ring {
             self.pop_front();
         }
     }
+
+    /// Whether holes are over half the items (and a few): then
+    /// [`Ring::compact`] costs at most two item moves per hole it drops,
+    /// O(1) per removal amortized.
+    fn sparse(&self) -> bool {
+        self.holes > COMPACT_MIN && self.holes * 2 > self.items.len()
+    }
+
+    /// Drops every hole, keeping the live items in order, and tells each
+    /// entry its new position (`queue`: this ring's, for `Entry::meta`).
+    /// Positions are counted from `head` as before, so the first live
+    /// item keeps the head's. `slots` is the owner's table, where every
+    /// live item's entry is (see [`Policy::victim`]).
+    fn compact<K, V>(&mut self, queue: u32, slots: &Slots<K, V>) {
+        let live = self.items.len() - self.holes;
+        let mut items = VecDeque::with_capacity(live);
+        let mut weights = self.weights.as_ref().map(|_| VecDeque::with_capacity(live));
+        let mut pos = self.head;
+        for (i, &slot) in self.items.iter().enumerate() {
+            if slot == HOLE {
+                continue;
+            }
+            match slots.view(slot) {
+                View::Live(e) => extra(e).meta.set(meta_of(queue, pos)),
+                // Never (the invariant above); kept as it is, as `victim`
+                // would find it, rather than trusted or lost.
+                _ => debug_assert!(false, "a ring item names a live entry's slot"),
+            }
+            items.push_back(slot);
+            if let (Some(w), Some(old)) = (weights.as_mut(), self.weights.as_ref()) {
+                w.push_back(old[i]);
+            }
+            pos = pos.wrapping_add(1) & POS_MASK;
+        }
+        self.items = items;
+        if weights.is_some() {
+            self.weights = weights;
+        }
+        self.holes = 0;
+    }
 }
+
+/// Holes a ring keeps at least before it compacts (so that a small ring
+/// does not compact on every other removal).
+const COMPACT_MIN: usize = 64;
 
 /// The extra part of an entry of a bounded shard (all of them are
 /// extended: `Owner::new_entry`).
@@ -238,17 +293,23 @@ impl Policy {
             .store(old_x.freq.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
-    /// `old` leaves its slot (removed, evicted, or staged by a transaction).
-    pub(crate) fn remove<K, V>(&mut self, old: EntryRef<'_, K, V>) {
+    /// `old` leaves its slot (removed, or staged by a transaction); it is
+    /// still in `slots`, the owner's table, with every other tracked entry.
+    pub(crate) fn remove<K, V>(&mut self, old: EntryRef<'_, K, V>, slots: &Slots<K, V>) {
         let old = extra(old);
         let meta = old.meta.get();
+        let queue = meta >> POS_BITS;
         let Some(ring) = self.ring_of(meta) else {
             return;
         };
         let i = ring.index(meta);
         ring.items[i] = HOLE;
+        ring.holes += 1;
         ring.reweigh(i, 0);
         ring.trim();
+        if ring.sparse() {
+            ring.compact(queue, slots);
+        }
         self.entries -= 1;
         old.meta.set(0);
     }

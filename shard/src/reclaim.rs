@@ -515,7 +515,15 @@ impl<T> Garbage<T> {
     /// Items not yet freed (tests).
     #[cfg(all(test, not(coherent_loom)))]
     pub(crate) fn pending(&self) -> usize {
-        self.open.len() + self.sealed.iter().map(|(_, b)| b.len()).sum::<usize>()
+        self.items().count()
+    }
+
+    /// The items not yet freed (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn items(&self) -> impl Iterator<Item = &T> {
+        self.open
+            .iter()
+            .chain(self.sealed.iter().flat_map(|(_, b)| b))
     }
 }
 

@@ -795,6 +795,20 @@ mod tests {
         k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
+    /// Every cell the shard's owner has in use holds an entry it still
+    /// reaches (`Owner::assert_no_cell_lost`): no path dropped an entry
+    /// instead of retiring it. Each test below ends with it.
+    fn assert_no_cell_lost<K, V>(s: &Shard<K, V>)
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        s.owner
+            .take()
+            .expect("nobody else holds the token")
+            .assert_no_cell_lost();
+    }
+
     #[test]
     fn insert_get_invalidate_round_trip() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
@@ -808,6 +822,7 @@ mod tests {
         s.submit(h(1), Op::Invalidate { key: 1 }).unwrap();
         assert_eq!(s.get(h(1), &1, Visible::At(0)), None);
         assert!(s.is_empty());
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -846,6 +861,7 @@ mod tests {
             assert_eq!(s.get(h(k), &(k + 1000), Visible::At(0)), Some(k));
         }
         assert_eq!(s.len(), 100 + 2000);
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -869,6 +885,7 @@ mod tests {
             "unlinked entries are not being freed: {}",
             owner.garbage_pending()
         );
+        owner.assert_no_cell_lost();
     }
 
     #[test]
@@ -888,6 +905,7 @@ mod tests {
         assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(1));
         s.submit(h(1), Op::Insert { key: 1, value: 2 }).unwrap();
         assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(2));
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -909,6 +927,7 @@ mod tests {
             .unwrap();
         assert_eq!(r, Reply::Updated(Some(1)));
         assert_eq!(s.get(h(2), &2, Visible::At(0)), None);
+        assert_no_cell_lost(&*s);
     }
 
     #[test]
@@ -937,6 +956,55 @@ mod tests {
         }
         assert_eq!(s.len(), threads * per as usize);
         assert_eq!(s.queued(), 0);
+        assert_no_cell_lost(&*s);
+    }
+
+    #[test]
+    fn bounded_expiring_and_closed_shards_lose_no_cell() {
+        use crate::limits::Expiry;
+        use std::time::Duration;
+        let clock = Clock::manual();
+        for (budget, expiry) in [
+            (Some(64), Expiry::default()),
+            (Some(64), Expiry::ttl(Duration::from_millis(10))),
+            (None, Expiry::tti(Duration::from_millis(10))),
+            (None, Expiry::default()),
+        ] {
+            let s: Shard<u64, String> = Shard::with_config(ShardConfig {
+                budget,
+                expiry,
+                clock: clock.clone(),
+                ..ShardConfig::default()
+            });
+            for round in 0..5u64 {
+                for k in 0..200u64 {
+                    let value = format!("{k}/{round}");
+                    let op = if k % 7 == 0 {
+                        // Entries of both layouts in one shard: this one
+                        // can expire whatever the defaults.
+                        Op::InsertExpiring {
+                            key: k,
+                            value,
+                            tags: None,
+                            expiry: Expiry::ttl(Duration::from_millis(5)),
+                        }
+                    } else {
+                        Op::Insert { key: k, value }
+                    };
+                    s.submit(h(k), op).unwrap();
+                    if k % 5 == 0 {
+                        s.submit(h(k), Op::Invalidate { key: k }).unwrap();
+                    }
+                }
+                // Expired entries are swept, replaced or read as gone.
+                clock.advance(Duration::from_millis(20));
+                assert_no_cell_lost(&s);
+            }
+            assert!(budget.is_none_or(|b| s.len() as u64 <= b));
+            s.submit(0, Op::Close).unwrap();
+            assert!(s.is_empty());
+            assert_no_cell_lost(&s);
+        }
     }
 
     #[test]
@@ -976,6 +1044,7 @@ mod tests {
             .unwrap();
         assert_eq!(r, Reply::Installed);
         assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(6));
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -999,6 +1068,7 @@ mod tests {
             .unwrap();
         assert_eq!(r, Reply::Discarded);
         assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(9));
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -1012,6 +1082,7 @@ mod tests {
         assert_eq!(gone.close(), None);
         s.submit(h(1), Op::Abandon { key: 1, token: t }).unwrap();
         assert!(matches!(stays.wait(), Some(Reply::Lead(_))));
+        assert_no_cell_lost(&s);
     }
 
     fn txn_insert(k: u64, v: u64, tags: &[&str]) -> crate::message::TxnOp<u64, u64> {
@@ -1062,6 +1133,7 @@ mod tests {
             s.submit(h(2), Op::Insert { key: 2, value: 23 }).unwrap(),
             Reply::Done
         );
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -1083,6 +1155,7 @@ mod tests {
         let now = |k: u64| s.get(h(k), &k, Visible::At(1));
         assert_eq!((now(1), now(2), now(3)), (Some(10), None, None));
         assert_eq!(s.len(), 1);
+        assert_no_cell_lost(&s);
     }
 
     #[test]
@@ -1125,5 +1198,6 @@ mod tests {
         s.submit(0, Op::Finalize { stamp: 2 }).unwrap();
         assert_eq!(at(2, 10), None);
         assert_eq!(s.len(), 3);
+        assert_no_cell_lost(&s);
     }
 }

@@ -1,8 +1,8 @@
-//! The read table: what readers see of one shard. With `reclaim.rs`, the
-//! crate's only modules with `unsafe` code.
+//! The read table: what readers see of one shard.
 //!
 //! [`Slots`] is an open-addressing array (linear probing) of atomic pointers
-//! to immutable entries (`Box<Entry>` turned into raw pointers). The shard
+//! to immutable entries (in the owner's cells, `cells.rs`, or allocated
+//! alone when larger than a cache line). The shard
 //! publishes its current array through one `AtomicPtr`; a reader pins itself
 //! (`reclaim::pin`), loads that pointer, and reads slots with plain Acquire
 //! loads. The owner of the shard is the only writer: a change swaps one
@@ -23,35 +23,26 @@
 //! `reclaim.rs` and docs/design.md). Why not an `ArcSwapOption` per slot
 //! (before that): two arc-swap loads per `get`.
 
+use crate::cells::{cell_for, Blocks, Cells};
 use crate::sync::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-/// Asks the CPU to bring `p`'s cache line in. A hint: it never faults,
-/// whatever the address, and changes no memory; a no-op off x86_64.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` has no architectural effect and cannot fault, on
-    // any address; SSE is part of x86_64.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 /// One cached entry. Its key and value never change once published: a
 /// change publishes a new entry.
 ///
-/// Two layouts share this header. A plain entry is just this (24 bytes for
-/// `u64` keys and values, a 32-byte allocator chunk). An extended entry
-/// (every entry of a bounded shard, and entries that can expire) is the
-/// header followed by an [`Extra`] in one allocation ([`Extended`]), marked
-/// by a bit of `stored` ([`EXT`]). So a cache pays for capacity and expiry only
-/// when it uses them. The extra part is reached only through raw pointers
+/// Three layouts ([`Kind`]) share this header. A plain entry is just this
+/// (24 bytes for `u64` keys and values, in a 32-byte cell). An extended
+/// entry (every entry of a bounded shard) is the header followed by an
+/// [`Extra`] ([`Extended`], 32 bytes for `u64`s), marked by a bit of
+/// `stored` ([`EXT`]); an entry that can expire is an extended one followed
+/// by its clock ([`Expiring`], 56 bytes for `u64`s), marked by [`EXT`] and
+/// [`MORTAL`]. So a cache pays for capacity and expiry only when it uses
+/// them. The parts past the header are reached only through raw pointers
 /// that cover the whole allocation ([`EntryRef`]), never through `&Entry`.
+/// Entries of up to 64 bytes live in cells (`cells.rs`), larger ones in
+/// their own allocation.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
@@ -70,14 +61,11 @@ pub(crate) struct Entry<K, V> {
 /// places its entry after a rebuild, and tags it.
 const EXT: u64 = 1 << 39;
 
-/// The mark of an extended entry that can expire (`Extra::life` is
-/// `Some`) in `Entry::stored`: bit 38, free for the same reasons as
-/// [`EXT`] (a probe starts from bits 0-37). So a read of an entry that
-/// cannot expire stops at `Extra::freq`, right after the value, and never
-/// loads `life`: the entry is read in its first `size_of::<Entry>() + 1`
-/// bytes, which a 48-byte allocator chunk puts across a cache line at one
-/// offset in four instead of two (docs/design.md, "The bounded `get` and
-/// the bounded write").
+/// The mark of an entry that can expire ([`Expiring`]) in
+/// `Entry::stored`: bit 38, free for the same reasons as [`EXT`] (a probe
+/// starts from bits 0-37). So a read of an entry that cannot expire stops
+/// at `Extra::freq`, right after the value, and never loads the clock
+/// (docs/design.md, "The bounded `get` and the bounded write").
 const MORTAL: u64 = 1 << 38;
 
 /// The bits of `Entry::stored` that are marks, not hash.
@@ -91,11 +79,84 @@ struct Extended<K, V> {
     extra: Extra,
 }
 
-/// What an extended entry carries. Readers may set `freq`, and an expiring
-/// entry's last-read time, with relaxed stores; `meta` is the owner's.
+/// An entry that can expire: an extended entry, then its clock.
+#[repr(C)]
+struct Expiring<K, V> {
+    ext: Extended<K, V>,
+    life: Mortal,
+}
+
+/// An entry's layout, told by the marks in its `stored` word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// [`Entry`] alone: an unbounded shard's entry that cannot expire.
+    Plain,
+    /// [`Extended`]: a bounded shard's entry that cannot expire.
+    Ext,
+    /// [`Expiring`]: an entry that can expire.
+    Mortal,
+}
+
+impl Kind {
+    #[inline(always)]
+    fn of(stored: u64) -> Self {
+        if stored & MORTAL != 0 {
+            Kind::Mortal
+        } else if stored & EXT != 0 {
+            Kind::Ext
+        } else {
+            Kind::Plain
+        }
+    }
+
+    fn marks(self) -> u64 {
+        match self {
+            Kind::Plain => 0,
+            Kind::Ext => EXT,
+            Kind::Mortal => EXT | MORTAL,
+        }
+    }
+
+    /// The layout of this kind of entry.
+    fn layout<K, V>(self) -> std::alloc::Layout {
+        match self {
+            Kind::Plain => std::alloc::Layout::new::<Entry<K, V>>(),
+            Kind::Ext => std::alloc::Layout::new::<Extended<K, V>>(),
+            Kind::Mortal => std::alloc::Layout::new::<Expiring<K, V>>(),
+        }
+    }
+
+    /// The size of the cell that holds this kind of entry; 0: it does not
+    /// fit in one (it has its own allocation). A constant once inlined.
+    #[inline(always)]
+    fn cell<K, V>(self) -> usize {
+        let l = self.layout::<K, V>();
+        cell_for(l.size(), l.align())
+    }
+
+    /// Drops the key and value of the entry at `p`, of this kind, leaving
+    /// its memory.
+    ///
+    /// # Safety
+    /// `p` points to a live, initialised entry of this kind that the caller
+    /// owns, and is not used as an entry again.
+    unsafe fn drop_in_place<K, V>(self, p: *mut Entry<K, V>) {
+        // SAFETY: the caller's promise; the casts name the entry's layout.
+        unsafe {
+            match self {
+                Kind::Plain => std::ptr::drop_in_place(p),
+                Kind::Ext => std::ptr::drop_in_place(p.cast::<Extended<K, V>>()),
+                Kind::Mortal => std::ptr::drop_in_place(p.cast::<Expiring<K, V>>()),
+            }
+        }
+    }
+}
+
+/// What an extended entry carries. Readers may set `freq` with relaxed
+/// stores; `meta` is the owner's.
 ///
 /// `repr(C)`, `freq` first: a read touches the header and `freq` only
-/// (and `life` only when [`MORTAL`] says there is one), so `freq` sits
+/// (and the clock only when [`MORTAL`] says there is one), so `freq` sits
 /// right after the value.
 #[repr(C)]
 #[derive(Debug)]
@@ -106,15 +167,13 @@ pub(crate) struct Extra {
     /// The eviction policy's bookkeeping (`policy.rs`): which queue holds
     /// the entry and where. Readers never touch it.
     pub(crate) meta: OwnerCell<u32>,
-    /// When the entry expires, if it can; `Some` exactly when `stored`
-    /// carries [`MORTAL`].
-    life: Option<Box<Mortal>>,
 }
 
 /// The most `Extra::freq` counts (2 bits' worth).
 pub(crate) const FREQ_MAX: u8 = 3;
 
-/// An expiring entry's clock.
+/// An expiring entry's clock. Readers may set `touched` with relaxed
+/// stores.
 #[derive(Debug)]
 pub(crate) struct Mortal {
     /// Deadline (time to live) in clock milliseconds; `u64::MAX`: none.
@@ -137,16 +196,13 @@ pub(crate) struct Life {
 }
 
 impl Life {
-    fn mortal(self) -> Option<Box<Mortal>> {
-        if self.expires == 0 && self.idle == 0 {
-            return None;
-        }
+    fn mortal(self) -> Mortal {
         let or_never = |x: u64| if x == 0 { u64::MAX } else { x };
-        Some(Box::new(Mortal {
+        Mortal {
             expires: or_never(self.expires),
             idle: or_never(self.idle),
             touched: AtomicU64::new(self.now),
-        }))
+        }
     }
 
     /// Whether an entry with this life can expire.
@@ -169,16 +225,23 @@ impl<K, V> Entry<K, V> {
     }
 }
 
-impl Extra {
-    /// Whether an entry that can expire ([`Mortal`]) may be returned at
-    /// clock time `now`.
+impl Mortal {
+    /// Whether the entry may be returned at clock time `now`.
     #[inline]
     fn alive_at(&self, now: u64) -> bool {
-        self.life.as_deref().is_none_or(|m| {
-            now < m.expires && now.saturating_sub(m.touched.load(Ordering::Relaxed)) < m.idle
-        })
+        now < self.expires && now.saturating_sub(self.touched.load(Ordering::Relaxed)) < self.idle
     }
 
+    /// A read at `now`: the idle clock, stored only when it moves.
+    #[inline]
+    fn touch(&self, now: u64) {
+        if self.idle != u64::MAX && self.touched.load(Ordering::Relaxed) < now {
+            self.touched.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Extra {
     /// A reader's record of one read: the access count. Relaxed, and
     /// skipped when it would change nothing, so a hot entry's cache line is
     /// not written on every read.
@@ -187,17 +250,6 @@ impl Extra {
         let f = self.freq.load(Ordering::Relaxed);
         if f < FREQ_MAX {
             self.freq.store(f + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// An expiring entry's record of one read at `now`: the idle clock,
-    /// stored only when it moves.
-    #[inline]
-    fn touch_life(&self, now: u64) {
-        if let Some(m) = self.life.as_deref() {
-            if m.idle != u64::MAX && m.touched.load(Ordering::Relaxed) < now {
-                m.touched.store(now, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -257,11 +309,23 @@ impl<'a, K, V> EntryRef<'a, K, V> {
         self.stored & MORTAL != 0
     }
 
+    /// The clock of an entry that can expire.
+    #[inline]
+    fn life(self) -> Option<&'a Mortal> {
+        if !self.mortal() {
+            return None;
+        }
+        // SAFETY: `stored` carries MORTAL only in an `Expiring` allocation
+        // (`OwnedEntry::new`), whose header is at offset 0 (`repr(C)`), and
+        // `ptr` covers the allocation.
+        Some(unsafe { &(*self.ptr.as_ptr().cast::<Expiring<K, V>>()).life })
+    }
+
     /// Whether the entry may be returned at clock time `now`. Loads the
-    /// entry's [`Mortal`] only when it has one.
+    /// entry's clock only when it has one.
     #[inline]
     pub(crate) fn alive_at(self, now: u64) -> bool {
-        !self.mortal() || self.extra().is_none_or(|x| x.alive_at(now))
+        self.life().is_none_or(|m| m.alive_at(now))
     }
 
     /// A reader's record of one read (extended entries only): the access
@@ -271,10 +335,17 @@ impl<'a, K, V> EntryRef<'a, K, V> {
     pub(crate) fn touch(self, now: u64) {
         if let Some(x) = self.extra() {
             x.count_read();
-            if self.mortal() {
-                x.touch_life(now);
-            }
         }
+        if let Some(m) = self.life() {
+            m.touch(now);
+        }
+    }
+
+    /// Whether the entry lives in a cell (tests: the owner's count of
+    /// cells in use).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn in_cell(self) -> bool {
+        Kind::of(self.stored).cell::<K, V>() != 0
     }
 
     /// The entry, for as long as the reference is valid.
@@ -598,47 +669,68 @@ unsafe impl<K: Send, V: Send> Send for OwnedEntry<K, V> {}
 unsafe impl<K: Sync, V: Sync> Sync for OwnedEntry<K, V> {}
 
 impl<K, V> OwnedEntry<K, V> {
-    /// A new entry: extended if `extended` (bounded shards) or if `life`
-    /// can expire, plain otherwise.
-    pub(crate) fn new(hash: u64, key: K, value: V, life: Life, extended: bool) -> Self {
-        let ext = extended || life.is_mortal();
-        Self::new_in(EntryAlloc::new(ext), hash, key, value, life)
-    }
-
-    /// A new entry in memory that held an earlier one (no allocation). The
-    /// memory's layout decides plain or extended: take it from
-    /// [`EntryAlloc::fits`].
-    pub(crate) fn new_in(alloc: EntryAlloc<K, V>, hash: u64, key: K, value: V, life: Life) -> Self {
+    /// A new entry: extended if `bounded`, expiring (extended, with its
+    /// clock) if `life` can expire, plain otherwise. In a cell taken from
+    /// `cells` when its layout fits one (up to 64 bytes), else in an
+    /// allocation of its own.
+    #[inline(always)]
+    pub(crate) fn new(
+        hash: u64,
+        key: K,
+        value: V,
+        life: Life,
+        bounded: bool,
+        cells: &mut Cells,
+        blocks: &mut Blocks,
+    ) -> Self {
         const { assert!(std::mem::align_of::<Entry<K, V>>() > KIND) };
-        let (p, ext) = (alloc.ptr, alloc.ext);
-        std::mem::forget(alloc);
-        debug_assert!(ext || !life.is_mortal(), "an expiring entry is extended");
-        if ext {
-            let life = life.mortal();
-            let mortal = if life.is_some() { MORTAL } else { 0 };
-            let entry = Extended {
-                entry: Entry {
-                    stored: (hash & !MARKS) | EXT | mortal,
-                    key,
-                    value,
-                },
-                extra: Extra {
-                    freq: AtomicU8::new(0),
-                    meta: OwnerCell::new(0),
-                    life,
-                },
-            };
-            // SAFETY: `p` is an allocation of `Extended`'s layout (`ext`)
-            // that holds no value, and nobody else has it.
-            unsafe { p.as_ptr().cast::<Extended<K, V>>().write(entry) };
+        let kind = if life.is_mortal() {
+            Kind::Mortal
+        } else if bounded {
+            Kind::Ext
         } else {
-            let entry = Entry {
-                stored: hash & !MARKS,
-                key,
-                value,
-            };
-            // SAFETY: as above, for `Entry`'s layout.
-            unsafe { p.as_ptr().write(entry) };
+            Kind::Plain
+        };
+        let cell = kind.cell::<K, V>();
+        let p: NonNull<Entry<K, V>> = if cell != 0 {
+            cells.take(cell, blocks).cast()
+        } else {
+            let layout = kind.layout::<K, V>();
+            // SAFETY: an entry's layout has a non-zero size (`stored`).
+            let p = unsafe { std::alloc::alloc(layout) };
+            NonNull::new(p)
+                .unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+                .cast()
+        };
+        let entry = Entry {
+            stored: (hash & !MARKS) | kind.marks(),
+            key,
+            value,
+        };
+        let extra = || Extra {
+            freq: AtomicU8::new(0),
+            meta: OwnerCell::new(0),
+        };
+        // SAFETY: `p` is memory for `kind`'s layout that holds no value and
+        // that nobody else has: its own allocation of that layout, or a cell
+        // of at least its size whose address is a multiple of the cell size
+        // (`cells.rs`), a power of two no smaller than the size, so a
+        // multiple of the alignment too.
+        unsafe {
+            match kind {
+                Kind::Plain => p.as_ptr().write(entry),
+                Kind::Ext => p.as_ptr().cast::<Extended<K, V>>().write(Extended {
+                    entry,
+                    extra: extra(),
+                }),
+                Kind::Mortal => p.as_ptr().cast::<Expiring<K, V>>().write(Expiring {
+                    ext: Extended {
+                        entry,
+                        extra: extra(),
+                    },
+                    life: life.mortal(),
+                }),
+            }
         }
         Self(p)
     }
@@ -650,32 +742,8 @@ impl<K, V> OwnedEntry<K, V> {
         unsafe { EntryRef::new(self.0.as_ptr()) }
     }
 
-    fn ext(&self) -> bool {
-        self.get().stored & EXT != 0
-    }
-
-    /// Drops the key and value and keeps the memory for a later entry.
-    pub(crate) fn into_alloc(self) -> EntryAlloc<K, V> {
-        let ext = self.ext();
-        let p = self.0;
-        std::mem::forget(self);
-        // Built before the drop below: if the key's or value's `drop`
-        // panics, this still frees the memory as it unwinds.
-        let alloc = EntryAlloc {
-            ptr: p,
-            ext,
-            _owns: PhantomData,
-        };
-        // SAFETY: we owned an initialised entry of this layout; after this
-        // it holds no value, which is what `EntryAlloc` owns.
-        unsafe {
-            if ext {
-                std::ptr::drop_in_place(p.as_ptr().cast::<Extended<K, V>>());
-            } else {
-                std::ptr::drop_in_place(p.as_ptr());
-            }
-        }
-        alloc
+    fn kind(&self) -> Kind {
+        Kind::of(self.get().stored)
     }
 
     fn hash(&self) -> u64 {
@@ -701,82 +769,28 @@ impl<K, V> OwnedEntry<K, V> {
 }
 
 impl<K, V> Drop for OwnedEntry<K, V> {
+    /// Drops the key and value, and frees an entry allocated alone. A cell
+    /// stays with the owner's blocks, which go after every entry (the
+    /// owner's last field); the paths that end an entry while the shard
+    /// runs give its cell back for reuse instead ([`RetiredEntry::free`]).
     fn drop(&mut self) {
+        struct Dealloc(*mut u8, std::alloc::Layout);
+        impl Drop for Dealloc {
+            fn drop(&mut self) {
+                // SAFETY: made below only for an entry allocated alone with
+                // this layout (`OwnedEntry::new`), whose value has been
+                // dropped (or is being unwound from): freed once.
+                unsafe { std::alloc::dealloc(self.0, self.1) }
+            }
+        }
+        let kind = self.kind();
         let p = self.0.as_ptr();
-        // SAFETY: we own an initialised entry allocated with its layout
-        // (`EntryAlloc::new`), i.e. as a `Box` of that type would be.
-        unsafe {
-            if self.ext() {
-                drop(Box::from_raw(p.cast::<Extended<K, V>>()));
-            } else {
-                drop(Box::from_raw(p));
-            }
-        }
-    }
-}
-
-/// Memory for one entry, holding no value: what a freed entry leaves
-/// behind, kept by the owner for its next write instead of going back to
-/// the allocator (a write then costs no `malloc` and no `free`). `ext`:
-/// the memory has `Extended`'s layout, else `Entry`'s.
-pub(crate) struct EntryAlloc<K, V> {
-    ptr: NonNull<Entry<K, V>>,
-    ext: bool,
-    _owns: PhantomData<Entry<K, V>>,
-}
-
-// SAFETY: owns uninitialised memory only; no `K` or `V` is reachable.
-unsafe impl<K, V> Send for EntryAlloc<K, V> {}
-
-impl<K, V> EntryAlloc<K, V> {
-    fn new(ext: bool) -> Self {
-        let ptr = if ext {
-            let b: Box<std::mem::MaybeUninit<Extended<K, V>>> = Box::new_uninit();
-            NonNull::from(Box::leak(b)).cast()
-        } else {
-            let b: Box<std::mem::MaybeUninit<Entry<K, V>>> = Box::new_uninit();
-            NonNull::from(Box::leak(b)).cast()
-        };
-        Self {
-            ptr,
-            ext,
-            _owns: PhantomData,
-        }
-    }
-
-    /// Whether this memory has the layout an entry needs (`ext`: extended).
-    pub(crate) fn fits(&self, ext: bool) -> bool {
-        self.ext == ext
-    }
-
-    /// Asks the processor to bring this memory into cache, ahead of the
-    /// write that will fill it. Pooled memory was last touched a batch or
-    /// more ago and is usually cold; without this, the write's cache miss
-    /// lands on the token release, which must wait for it (a locked
-    /// instruction drains the store buffer). A hint only.
-    #[inline(always)]
-    pub(crate) fn prefetch(&self) {
-        prefetch(self.ptr.as_ptr().cast_const().cast());
-    }
-}
-
-impl<K, V> Drop for EntryAlloc<K, V> {
-    fn drop(&mut self) {
-        let p = self.ptr.as_ptr();
-        // SAFETY: allocated as a `Box<MaybeUninit<_>>` of this layout
-        // (`new`, or the same layout through `OwnedEntry`), holding no
-        // value: freeing it as one drops nothing.
-        unsafe {
-            if self.ext {
-                drop(Box::from_raw(
-                    p.cast::<std::mem::MaybeUninit<Extended<K, V>>>(),
-                ));
-            } else {
-                drop(Box::from_raw(
-                    p.cast::<std::mem::MaybeUninit<Entry<K, V>>>(),
-                ));
-            }
-        }
+        // Made before the value's drop: if that panics, the memory is
+        // still freed as it unwinds.
+        let _dealloc = (kind.cell::<K, V>() == 0).then(|| Dealloc(p.cast(), kind.layout::<K, V>()));
+        // SAFETY: we own an initialised entry of this kind; nobody uses it
+        // after this.
+        unsafe { kind.drop_in_place(p) };
     }
 }
 
@@ -802,35 +816,45 @@ impl<K, V> Retired<K, V> {
 
 /// A replaced or removed entry, with its layout read while the owner still
 /// has its memory in cache (it has just probed or replaced it). Freeing it
-/// into the pool then reads nothing from it when `K` and `V` have no drop
-/// glue: freeing used to miss the cache once per entry, a batch at a time
-/// (cachegrind: about one D1 miss per write in a mixed workload).
+/// then reads nothing from it when `K` and `V` have no drop glue: freeing
+/// used to miss the cache once per entry, a batch at a time (cachegrind:
+/// about one D1 miss per write in a mixed workload).
 pub(crate) struct RetiredEntry<K, V> {
     entry: OwnedEntry<K, V>,
-    ext: bool,
+    kind: Kind,
 }
 
 impl<K, V> RetiredEntry<K, V> {
     fn new(entry: OwnedEntry<K, V>) -> Self {
-        let ext = entry.ext();
-        Self { entry, ext }
+        let kind = entry.kind();
+        Self { entry, kind }
     }
 
-    /// [`OwnedEntry::into_alloc`], without reading the entry when there is
-    /// nothing to drop in it.
-    pub(crate) fn into_alloc(self) -> EntryAlloc<K, V> {
+    /// Whether the entry lives in a cell (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn in_cell(&self) -> bool {
+        self.kind.cell::<K, V>() != 0
+    }
+
+    /// Frees the entry once no reader can hold it: drops its key and value
+    /// and gives its cell back to `cells`, its owner's (an entry never
+    /// leaves the shard that made it), for a later write. If the key's or
+    /// value's `drop` panics, the cell stays unused until the shard goes.
+    #[inline]
+    pub(crate) fn free(self, cells: &mut Cells) {
+        let cell = self.kind.cell::<K, V>();
+        if cell == 0 {
+            drop(self.entry);
+            return;
+        }
+        let p = self.entry.into_raw();
         if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
-            return self.entry.into_alloc();
+            // SAFETY: `into_raw` handed us the ownership of this initialised
+            // entry of this kind; it is not used as an entry again.
+            unsafe { self.kind.drop_in_place(p) };
         }
-        let ptr = self.entry.0;
-        std::mem::forget(self.entry);
-        // The key and value need no drop: the memory holds nothing to
-        // release, which is what `EntryAlloc` owns.
-        EntryAlloc {
-            ptr,
-            ext: self.ext,
-            _owns: PhantomData,
-        }
+        // SAFETY: `into_raw` pointers are non-null.
+        cells.give(cell, unsafe { NonNull::new_unchecked(p) }.cast());
     }
 }
 
@@ -1048,6 +1072,24 @@ impl<K, V> Slots<K, V> {
         let p = self.slots[i].load(Ordering::Acquire);
         // SAFETY: just loaded (Acquire) from one of this array's slots.
         unsafe { self.view_of(p) }
+    }
+
+    /// The entries in cells this array reaches, in its slots and in their
+    /// intents (tests, owner side).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn entries_in_cells(&self) -> usize {
+        let cell = |p: *mut Entry<K, V>| {
+            // SAFETY: an intent's entries are allocated while it is in the
+            // table (`Intent::key`); the caller is the owner.
+            (!p.is_null() && unsafe { EntryRef::new(p) }.in_cell()) as usize
+        };
+        (0..self.slot_count())
+            .map(|i| match self.view(i) {
+                View::Live(e) => e.in_cell() as usize,
+                View::Intent(it) => cell(it.new) + cell(it.old),
+                View::Empty | View::Tomb => 0,
+            })
+            .sum()
     }
 
     /// What a slot pointer points to (see `view`).

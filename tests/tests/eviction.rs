@@ -250,6 +250,28 @@ fn evictions_are_reported_to_the_listener() {
     assert_eq!(cache.stats().evictions, 20);
 }
 
+/// What a cache evicted, key and value, in order.
+type EvictionLog = Arc<Mutex<Vec<(u64, u64)>>>;
+
+/// A one-shard cache bounded to 1,000 (entries, or weight 1 each through
+/// a weigher when `weighed`), and the log of what it evicted.
+fn logging_cache(weighed: bool) -> (Cache<u64, u64>, EvictionLog) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let mut builder = Cache::<u64, u64>::builder()
+        .shards(1)
+        .max_capacity(1_000)
+        .removal_listener(move |k, v, cause| {
+            if cause == RemovalCause::Evicted {
+                seen.lock().unwrap().push((*k, *v));
+            }
+        });
+    if weighed {
+        builder = builder.weigher(|_, _| 1);
+    }
+    (builder.build().unwrap(), log)
+}
+
 #[test]
 fn eviction_order_survives_replacements_and_table_rebuilds() {
     // The policy's queues name entries by their slot in the read table. A
@@ -257,18 +279,7 @@ fn eviction_order_survives_replacements_and_table_rebuilds() {
     // rebuild moves every entry, and the queues must follow. Growing from
     // the smallest table to 1,000 keys rebuilds it several times; with no
     // reads, S3-FIFO then evicts in insertion order.
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    let cache = Cache::<u64, u64>::builder()
-        .shards(1)
-        .max_capacity(1_000)
-        .removal_listener(move |k, v, cause| {
-            if cause == RemovalCause::Evicted {
-                seen.lock().unwrap().push((*k, *v));
-            }
-        })
-        .build()
-        .unwrap();
+    let (cache, log) = logging_cache(false);
     for k in 0..1_000 {
         cache.insert(k, k).unwrap();
     }
@@ -292,4 +303,59 @@ fn eviction_order_survives_replacements_and_table_rebuilds() {
         assert_eq!(cache.get(&k), Some(k));
     }
     assert_eq!(cache.len(), 1_000);
+}
+
+#[test]
+fn eviction_order_survives_the_queues_compaction() {
+    // A removed key leaves a hole in its queue; once holes are the
+    // majority the queue is compacted and every entry left is told its new
+    // place (issue 6, ninth round: before, a shard that removed and
+    // rewrote keys without going over budget grew its queue for good).
+    // After the compaction, removals and replacements go through those new
+    // places: one that was not updated makes a removal hole another key,
+    // which then is never evicted, or is evicted out of order.
+    for weighed in [false, true] {
+        let (cache, log) = logging_cache(weighed);
+        for k in 0..1_000 {
+            cache.insert(k, k).unwrap();
+        }
+        // 600 holes among 1,000 items: compacted (the odd keys, then
+        // every fifth even one).
+        let removed = |k: u64| k % 2 == 1 || k % 10 == 4;
+        for k in (0..1_000).filter(|&k| removed(k)) {
+            cache.invalidate(&k).unwrap();
+        }
+        // Through the new places: a removal and a replacement of keys
+        // queued after the compaction's first live item.
+        cache.invalidate(&40).unwrap();
+        cache.insert(60, 60 + 10_000).unwrap();
+        // The removed keys come back at the end of the queue.
+        for k in (0..1_000).filter(|&k| removed(k) || k == 40) {
+            cache.insert(k, k + 20_000).unwrap();
+        }
+        assert!(log.lock().unwrap().is_empty(), "nothing over budget yet");
+        for k in 1_000..1_500 {
+            cache.insert(k, k).unwrap();
+        }
+        let evicted = log.lock().unwrap().clone();
+        // The 399 keys that were never removed, oldest first (60 with its
+        // replacement's value), then the first of those written again.
+        let mut expected: Vec<(u64, u64)> = (0..1_000)
+            .filter(|&k| !removed(k) && k != 40)
+            .map(|k| (k, if k == 60 { k + 10_000 } else { k }))
+            .collect();
+        assert_eq!(expected.len(), 399);
+        expected.extend(
+            (0..1_000)
+                .filter(|&k| removed(k) || k == 40)
+                .take(101)
+                .map(|k| (k, k + 20_000)),
+        );
+        assert_eq!(
+            evicted, expected,
+            "weighed: {weighed}: evicted oldest first across the compaction"
+        );
+        assert_eq!(cache.len(), 1_000);
+        assert_eq!(cache.weighted_size(), 1_000);
+    }
 }
