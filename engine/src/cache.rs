@@ -15,6 +15,13 @@ use std::hash::{BuildHasher, Hash};
 /// background threads to stop: a shard's writer is whichever caller holds
 /// its token at the moment.
 ///
+/// Memory: an entry of up to 64 bytes (hash, key and value, plus eviction
+/// and expiry bookkeeping when configured) lives in a cell its shard
+/// carved and reuses once the entry is gone, so removing entries does not
+/// shrink the cache's memory: it keeps the cells of as many entries as it
+/// ever held at once, until the last handle is dropped (as a `Vec` keeps
+/// its capacity). Larger entries are allocated and freed one by one.
+///
 /// ```
 /// use coherent::Cache;
 ///
