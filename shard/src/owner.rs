@@ -147,8 +147,8 @@ impl<K: Hash + Eq> Pending<K> {
 pub(crate) struct Owner<K, V> {
     /// The slot array readers see (the shard publishes the same pointer).
     table: Option<OwnedSlots<K, V>>,
-    /// Where new entries go, and the memory of freed ones, reused by the
-    /// next writes.
+    /// The cells of freed entries, which the next writes reuse before
+    /// cutting new ones from `blocks`.
     cells: Cells,
     /// Live entries in `table`.
     live: usize,

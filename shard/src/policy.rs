@@ -184,9 +184,8 @@ impl Ring {
             pos = pos.wrapping_add(1) & POS_MASK;
         }
         self.items = items;
-        if weights.is_some() {
-            self.weights = weights;
-        }
+        // `None` exactly when the ring weighs nothing (`weights` was).
+        self.weights = weights;
         self.holes = 0;
     }
 }
