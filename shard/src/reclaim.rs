@@ -53,6 +53,41 @@
 //! model `membarrier`, whose guarantee the argument above relies on as
 //! documented by the kernel (`man 2 membarrier`).
 //!
+//! # Sharing the heavy fence
+//!
+//! The heavy fence is the expensive half: with other threads of the
+//! process running, `membarrier` interrupts every core they run on (about
+//! 2.3 µs for the caller, and the interrupted cores pay too). Every shard
+//! used to run one per sealed batch; two threads writing 20% of the time
+//! spent about 18% of their time in it (`docs/design.md`, "Sharing the
+//! heavy fence, and polling a held token"). But one fence serves every owner: a fence and scan that
+//! began after a batch was sealed proves for that batch what it proves for
+//! its own. So `fence_and_scan` loads `EPOCH` (call it `e`) *before* its
+//! fence, and the bound it proves, `min(e, oldest announced epoch)`, holds
+//! for every batch sealed below `e` by any owner; it raises the global
+//! [`COVERED`] to that bound, and every owner frees its batches sealed
+//! below `COVERED` without a fence of its own. A full batch runs a fence
+//! only when [`FENCE_AFTER`] of its owner's batches are still uncovered;
+//! until then it waits for whichever owner fences first.
+//!
+//! Why a batch sealed at `r < e` by another owner is covered: its seal, a
+//! SeqCst `fetch_add` after its unlinks, comes before the fencer's load
+//! that read `e` (the load reads a later value of `EPOCH`, so it
+//! synchronises with the seal), hence before the fence. The argument above
+//! then goes through with the fencer in the owner's place: a reader whose
+//! light fence comes after the heavy one sees the unlink (C++20's rules for
+//! SeqCst fences ask only that the unlink *happen before* the heavy fence,
+//! not that it be in the same thread), and one whose light fence comes
+//! first is seen by the scan. The owner that frees reads `COVERED` with
+//! Acquire and the fencer raised it with AcqRel after its scan, so what
+//! the scan read (the readers' Release unpins) happens before the free.
+//! Loading `e` after the fence would be wrong: a batch sealed while the
+//! fence ran would count as covered although its unlink came after the
+//! fence. The loom model `a_fence_covers_only_batches_sealed_before_it`
+//! has an owner that only ever frees by another thread's fence, and
+//! reports a use after free when built with that mistake
+//! (`--cfg coherent_loom_break_cover`).
+//!
 //! A thread keeps its record for its whole life and gives it back for reuse
 //! when it exits; records themselves stay allocated, one per thread that
 //! ever read at the same time as others, as crossbeam-epoch does. A `get`
@@ -73,6 +108,15 @@ use std::collections::VecDeque;
 /// Under loom, 2: a model's second replacement seals a batch and tries to
 /// free it while a reader may hold what it retired.
 pub(crate) const BATCH: usize = if cfg!(coherent_loom) { 2 } else { 128 };
+
+/// Sealed batches that no fence has covered yet (below [`COVERED`]) an
+/// owner keeps before a full batch makes it run the heavy fence itself.
+/// One fence covers every batch of every shard sealed before it, so the
+/// owners that wait let one fence serve them all: with 2, a cache of 16
+/// shards written evenly runs about one fence per 16 sealed batches
+/// instead of one per batch ("Sharing the heavy fence" in the module
+/// docs). Under loom, 1: every full batch fences, as the models expect.
+pub(crate) const FENCE_AFTER: usize = if cfg!(coherent_loom) { 1 } else { 2 };
 
 /// What one reading thread announces.
 #[derive(Debug)]
@@ -98,6 +142,7 @@ mod globals {
     use std::sync::OnceLock;
 
     pub(super) static EPOCH: AtomicU64 = AtomicU64::new(1);
+    pub(super) static COVERED: AtomicU64 = AtomicU64::new(0);
     pub(super) static ORPHANS: AtomicUsize = AtomicUsize::new(0);
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -115,6 +160,7 @@ mod globals {
 
     loom::lazy_static! {
         pub(super) static ref EPOCH: AtomicU64 = AtomicU64::new(1);
+        pub(super) static ref COVERED: AtomicU64 = AtomicU64::new(0);
         pub(super) static ref ORPHANS: AtomicUsize = AtomicUsize::new(0);
         static ref REGISTRY: Registry = Registry {
             records: Mutex::new(Vec::new()),
@@ -127,7 +173,7 @@ mod globals {
     }
 }
 
-use globals::{registry, EPOCH, ORPHANS};
+use globals::{registry, COVERED, EPOCH, ORPHANS};
 
 /// The system call behind the asymmetric fences.
 #[cfg(all(target_os = "linux", not(coherent_loom)))]
@@ -431,6 +477,42 @@ fn oldest_reader() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// Runs the heavy fence, scans the records, and returns the bound it
+/// proves: every batch sealed below it, by any owner, may be freed. Also
+/// raises [`COVERED`] to it, so that other owners free by it without a
+/// fence of their own (module docs, "Sharing the heavy fence").
+fn fence_and_scan() -> u64 {
+    #[cfg(all(test, not(coherent_loom)))]
+    FENCES_RUN.with(|n| n.set(n.get() + 1));
+    // SeqCst, and before the fence: a batch sealed below `sealed` was
+    // sealed (its `fetch_add` on `EPOCH`, after its unlinks) before this
+    // load, so its unlinks come before the fence below. Loading it after
+    // the fence (`coherent_loom_break_cover`) would also count batches
+    // sealed while the fence ran, whose unlinks it does not order; the loom
+    // model `a_fence_covers_only_batches_sealed_before_it` catches that.
+    let sealed = if cfg!(coherent_loom_break_cover) {
+        u64::MAX
+    } else {
+        EPOCH.load(Ordering::SeqCst)
+    };
+    let oldest = oldest_reader();
+    let bound = if cfg!(coherent_loom_break_cover) {
+        EPOCH.load(Ordering::SeqCst).min(oldest)
+    } else {
+        sealed.min(oldest)
+    };
+    // AcqRel: the owner that frees by this bound (Acquire load of
+    // `COVERED`) sees everything this scan saw: the Release unpins of the
+    // readers that held those batches.
+    COVERED.fetch_max(bound, Ordering::AcqRel).max(bound)
+}
+
+#[cfg(all(test, not(coherent_loom)))]
+std::thread_local! {
+    /// Fences this thread ran (tests).
+    static FENCES_RUN: Cell<usize> = const { Cell::new(0) };
+}
+
 /// What an owner has unlinked and not yet freed, in sealed batches.
 /// `repr(C)`: `open`, touched on every retire, comes first (`Owner`).
 #[repr(C)]
@@ -474,7 +556,7 @@ impl<T> Garbage<T> {
     pub(crate) fn retire_with(&mut self, item: T, free: &mut impl FnMut(&mut Vec<T>)) {
         self.open.push(item);
         if self.open.len() >= BATCH {
-            self.collect_with(free);
+            self.collect_after(FENCE_AFTER, free);
         }
     }
 
@@ -486,8 +568,15 @@ impl<T> Garbage<T> {
     }
 
     /// [`collect`](Self::collect), handing what may be freed to `free`.
-    #[inline(never)]
     pub(crate) fn collect_with(&mut self, free: &mut impl FnMut(&mut Vec<T>)) {
+        self.collect_after(1, free);
+    }
+
+    /// Seals what is open, frees the sealed batches that some fence has
+    /// covered, and runs a fence itself first if `uncovered` or more are
+    /// not covered yet.
+    #[inline(never)]
+    fn collect_after(&mut self, uncovered: usize, free: &mut impl FnMut(&mut Vec<T>)) {
         if !self.open.is_empty() {
             let next = self
                 .spare
@@ -502,8 +591,19 @@ impl<T> Garbage<T> {
         if self.sealed.is_empty() {
             return;
         }
-        let oldest = oldest_reader();
-        while self.sealed.front().is_some_and(|(r, _)| *r < oldest) {
+        // Acquire: pairs with `fence_and_scan`'s raise of it.
+        let mut covered = COVERED.load(Ordering::Acquire);
+        // Batches are sealed in epoch order, so the uncovered ones are last.
+        let open = self
+            .sealed
+            .iter()
+            .rev()
+            .take_while(|(r, _)| *r >= covered)
+            .count();
+        if open >= uncovered {
+            covered = fence_and_scan();
+        }
+        while self.sealed.front().is_some_and(|(r, _)| *r < covered) {
             if let Some((_, mut batch)) = self.sealed.pop_front() {
                 free(&mut batch);
                 batch.clear();
@@ -637,6 +737,57 @@ mod tests {
         assert_eq!(ORPHANS.load(Ordering::SeqCst), 0, "an orphan pin leaked");
     }
 
+    /// An owner frees a batch it sealed by another owner's later fence,
+    /// without running one itself (`collect_after(usize::MAX, ..)` never
+    /// fences): what lets one fence serve every shard.
+    #[test]
+    fn a_fence_run_by_another_owner_frees_a_batch_sealed_before_it() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        garbage.retire(Counted(&freed));
+        garbage.collect_after(usize::MAX, &mut Vec::clear); // sealed here
+                                                            // Retries only for other tests' readers, pinned for a few
+                                                            // nanoseconds at the moment of a fence (`collect_until`).
+        for _ in 0..100_000 {
+            std::thread::spawn(|| {
+                fence_and_scan();
+            })
+            .join()
+            .unwrap();
+            garbage.collect_after(usize::MAX, &mut Vec::clear);
+            if freed.load(Ordering::Relaxed) == 1 {
+                return;
+            }
+        }
+        panic!("another owner's fence never freed the batch");
+    }
+
+    /// A full batch runs a fence only once [`FENCE_AFTER`] sealed batches
+    /// wait for one; until then it leaves the fence to whichever owner
+    /// gets there first. (The pin keeps any fence from covering these
+    /// batches, so the count depends on this owner alone.)
+    #[test]
+    fn full_batches_wait_for_a_shared_fence_until_fence_after() {
+        let freed = StdCount::new(0);
+        let mut garbage = Garbage::new();
+        let pin = pin();
+        let fences = || FENCES_RUN.with(Cell::get);
+        let start = fences();
+        for batch in 1..=FENCE_AFTER + 1 {
+            for _ in 0..BATCH {
+                garbage.retire(Counted(&freed));
+            }
+            let want = (batch + 1).saturating_sub(FENCE_AFTER);
+            assert_eq!(fences() - start, want, "fences after {batch} batches");
+            if batch == 1 {
+                assert_eq!(want, 0, "a first full batch leaves the fence to others");
+            }
+        }
+        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
+        drop(pin);
+        collect_until(&mut garbage, &freed, BATCH * (FENCE_AFTER + 1));
+    }
+
     #[test]
     fn a_pinned_reader_on_another_thread_holds_the_batch() {
         let freed = StdCount::new(0);
@@ -686,28 +837,35 @@ mod loom_tests {
         }
     }
 
-    /// A reader that loads a node while pinned (twice, the second pin
-    /// nested in the first and ended before the read, if `nested`) and
-    /// reads it, racing the owner's unlink and free of that node.
+    /// A node (value 1) behind a shared pointer, and a thread that loads
+    /// it while pinned (twice, the second pin nested in the first and
+    /// ended before the read, if `nested`) and reads it: the race the
+    /// models below set against an unlink and free of that node.
+    fn racing_reader(nested: bool) -> (Arc<AtomicPtr<Node>>, loom::thread::JoinHandle<()>) {
+        let first = Box::into_raw(Box::new(Node(UnsafeCell::new(1))));
+        let shared = Arc::new(AtomicPtr::new(first));
+        let reader = {
+            let shared = shared.clone();
+            loom::thread::spawn(move || {
+                let _pin = pin();
+                let node = shared.load(Ordering::Acquire);
+                if nested {
+                    drop(pin());
+                }
+                // SAFETY: the property under test: pinned (by the outer
+                // pin when nested), the node we loaded is not freed while
+                // we read it.
+                let v = unsafe { &*node }.0.with(|v| unsafe { *v });
+                assert!(v == 1 || v == 2, "read a freed node ({v})");
+            })
+        };
+        (shared, reader)
+    }
+
+    /// [`racing_reader`] against the owner's unlink and free of its node.
     fn reader_vs_free(name: &str, nested: bool) {
         crate::loom_model(name, move || {
-            let first = Box::into_raw(Box::new(Node(UnsafeCell::new(1))));
-            let shared = Arc::new(AtomicPtr::new(first));
-            let reader = {
-                let shared = shared.clone();
-                loom::thread::spawn(move || {
-                    let _pin = pin();
-                    let node = shared.load(Ordering::Acquire);
-                    if nested {
-                        drop(pin());
-                    }
-                    // SAFETY: the property under test: pinned (by the
-                    // outer pin when nested), the node we loaded is not
-                    // freed while we read it.
-                    let v = unsafe { &*node }.0.with(|v| unsafe { *v });
-                    assert!(v == 1 || v == 2, "read a freed node ({v})");
-                })
-            };
+            let (shared, reader) = racing_reader(nested);
             let second = Box::into_raw(Box::new(Node(UnsafeCell::new(2))));
             let old = shared.swap(second, Ordering::AcqRel);
             let mut garbage = Garbage::new();
@@ -719,6 +877,46 @@ mod loom_tests {
             drop(Unlinked(shared.load(Ordering::Acquire)));
         });
     }
+
+    /// One owner's fence frees what another owner sealed, but only what
+    /// it sealed before the fence began: the owner here seals its batch
+    /// and never fences (it frees only by [`COVERED`]), while another
+    /// thread runs a fence and scan at any point of the race. Building
+    /// with `--cfg coherent_loom_break_cover` (the fence's bound read after
+    /// the fence, so that it also counts a batch sealed while the fence
+    /// ran) makes loom report the free racing the reader's read.
+    #[test]
+    fn a_fence_covers_only_batches_sealed_before_it() {
+        crate::loom_model("reclaim_shared_fence", || {
+            let (shared, reader) = racing_reader(false);
+            let fencer = loom::thread::spawn(|| {
+                fence_and_scan();
+            });
+            let second = Box::into_raw(Box::new(Node(UnsafeCell::new(2))));
+            let old = shared.swap(second, Ordering::AcqRel);
+            let mut garbage = Garbage::new();
+            garbage.open.push(Unlinked(old));
+            // Seal, and free only what a fence already covers.
+            garbage.collect_after(usize::MAX, &mut Vec::clear);
+            fencer.join().unwrap();
+            garbage.collect_after(usize::MAX, &mut |batch| {
+                FREED_BY_ANOTHERS_FENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                batch.clear();
+            });
+            reader.join().unwrap();
+            garbage.collect();
+            drop(garbage);
+            drop(Unlinked(shared.load(Ordering::Acquire)));
+        });
+        // The model reached the case it is about: a free by the other
+        // thread's fence alone, in some interleaving.
+        assert!(FREED_BY_ANOTHERS_FENCE.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    }
+
+    /// Interleavings of the model above in which the owner freed by the
+    /// other thread's fence (std's atomic: it counts across the model's runs).
+    static FREED_BY_ANOTHERS_FENCE: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
 
     #[test]
     fn a_racing_reader_never_reads_freed_memory() {

@@ -5,9 +5,11 @@
 //! answering each caller once the change is visible, releases the token, and
 //! looks at the mailbox again so that no message is stranded. A writer that
 //! finds the token free applies its own message at once (no thread to wake,
-//! no channel round trip); one that finds it taken queues its message, tries
-//! the token once more, and waits for its answer (spinning first: the holder
-//! is running and answers within microseconds). Two writers never run inside
+//! no channel round trip); a plain write (`write`) that finds it taken
+//! polls it a little first (the holder is most often in the middle of one
+//! write); one that still finds it taken queues its message, tries the
+//! token once more, and waits for its answer (spinning first: the holder is
+//! running and answers within microseconds). Two writers never run inside
 //! a shard at the same time, and readers never touch any of this.
 //!
 //! # The hand-off (why no message is stranded)
@@ -126,6 +128,11 @@ impl<K, V> std::ops::Deref for ReadSide<K, V> {
         &self.table
     }
 }
+
+/// How many times a writer that found the token held polls it before it
+/// queues its write ([`Shard::take_idle_polling`]). Under loom, 1: one more
+/// try, which is all a model needs to cover the path.
+const TAKE_POLLS: u32 = if cfg!(coherent_loom) { 1 } else { 64 };
 
 /// One shard of the cache. See the module docs for the protocol.
 /// `repr(C)`: `slots` (readers) on its own lines, then the token word and
@@ -432,7 +439,7 @@ where
         value: Option<V>,
     ) -> Result<Option<u64>, SubmitError<Op<K, V>>> {
         if !in_closure() {
-            if let Some(owner) = self.owner.take_idle() {
+            if let Some(owner) = self.take_idle_polling() {
                 return match self.write_idle(owner, hash, key, value) {
                     Some(stamp) => Ok(stamp),
                     None => Err(SubmitError::Closed),
@@ -573,6 +580,41 @@ where
         self.serve_with(owner, |owner, published| {
             own.and_then(|(hash, op)| owner.apply(hash, op, published))
         })
+    }
+
+    /// Takes the token idle, polling it a little while another writer
+    /// holds it: that holder is most often in the middle of one write,
+    /// tens of nanoseconds, where queuing costs this writer about a
+    /// microsecond (an answer slot, the mailbox, the holder's hand-back)
+    /// and the holder the time to apply it (docs/design.md, "Sharing the
+    /// heavy fence, and polling a held token"). Polls by plain loads, so that the holder keeps its
+    /// line; gives up after [`TAKE_POLLS`], or at once if messages are
+    /// queued (they go first).
+    #[inline]
+    fn take_idle_polling(&self) -> Option<Held<'_, Owner<K, V>>> {
+        if let Some(owner) = self.owner.take_idle() {
+            return Some(owner);
+        }
+        self.take_idle_polled()
+    }
+
+    /// The polling half of [`take_idle_polling`](Self::take_idle_polling).
+    #[cold]
+    #[inline(never)]
+    fn take_idle_polled(&self) -> Option<Held<'_, Owner<K, V>>> {
+        for _ in 0..TAKE_POLLS {
+            crate::sync::spin_loop();
+            match self.owner.looks_idle() {
+                Some(true) => {
+                    if let Some(owner) = self.owner.take_idle() {
+                        return Some(owner);
+                    }
+                }
+                Some(false) => {}
+                None => return None,
+            }
+        }
+        None
     }
 
     /// [`write`](Self::write) holding a token that was taken idle, so with

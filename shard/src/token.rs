@@ -76,6 +76,21 @@ impl<T> Token<T> {
             .map(|_| self.held())
     }
 
+    /// What the token looks like, by a plain load (no write, so a thread
+    /// polling it does not take the line from the holder): `Some(true)`
+    /// free with nothing queued, `Some(false)` held with nothing queued,
+    /// `None` messages queued. A hint; only [`take_idle`](Self::take_idle)
+    /// decides.
+    #[inline]
+    pub(crate) fn looks_idle(&self) -> Option<bool> {
+        // Relaxed: a hint; `take_idle` orders what it takes.
+        match self.state.load(Ordering::Relaxed) {
+            0 => Some(true),
+            HELD => Some(false),
+            _ => None,
+        }
+    }
+
     /// Takes the token if it is free, whatever is queued.
     pub(crate) fn take(&self) -> Option<Held<'_, T>> {
         // Acquire: as in `take_idle`; also makes counted messages' pushes
