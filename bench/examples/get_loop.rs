@@ -7,7 +7,10 @@
 //! PASSES` does what `ab` does for several key counts, 10k to 1M, one after
 //! the other (the table in docs/design.md, "How the one-thread ratio depends
 //! on the key count"). `WRITES=50` makes that many per mille of the
-//! operations inserts (same key), spread evenly, for the 95%-get cells.
+//! operations inserts (same key), spread evenly, for the 95%-get cells;
+//! `RANDOM_WRITES=1` draws them at random with that probability instead,
+//! as `compare`'s walk does (a branch the predictor cannot learn, which
+//! costs an insert more: docs/design.md, "Word values in place").
 //! `LEN` is the length of the key sequence, 2^20 by default as in
 //! `compare`: a shorter one (2^16 was the default until the fourth round)
 //! touches fewer distinct keys and flatters the cache with the larger
@@ -21,6 +24,8 @@
 //! falls in its cache line").
 
 use coherent_bench::{median, prefilled, prefilled_bounded, zipf_keys, Target};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,9 +42,19 @@ impl Bench {
         let len: usize = std::env::var("LEN").map_or(1 << 20, |v| v.parse().expect("LEN"));
         let writes: usize = std::env::var("WRITES").map_or(0, |v| v.parse().expect("WRITES"));
         let keys = zipf_keys(n, 1.0, len, 7);
-        // Operation i is an insert when it crosses a multiple of 1000 / writes.
+        // Operation i is an insert when it crosses a multiple of 1000 / writes,
+        // or, with `RANDOM_WRITES=1`, with probability writes / 1000 (as
+        // `compare`'s walk draws it), so that the branch cannot be learned.
+        let random = std::env::var_os("RANDOM_WRITES").is_some_and(|v| v != "0");
+        let mut rng = SmallRng::seed_from_u64(11);
         let is_write = (0..keys.len())
-            .map(|i| (i * writes) / 1000 != ((i + 1) * writes) / 1000)
+            .map(|i| {
+                if random {
+                    rng.gen_range(0..1000) < writes
+                } else {
+                    (i * writes) / 1000 != ((i + 1) * writes) / 1000
+                }
+            })
             .collect();
         let mut targets = prefilled(n);
         if std::env::var_os("BOUNDED").is_some_and(|v| v != "0") {

@@ -170,6 +170,20 @@ where
     /// Sets `key` to `value`; returns once every `get` that starts
     /// afterwards, on any thread, sees it. A load of `key` in flight will
     /// not install its (older) value over this one.
+    ///
+    /// A value of one machine word (`u64`, `f64`, `usize`, `bool`...: no
+    /// drop glue, 1, 2, 4 or 8 bytes aligned to its size) replacing the
+    /// value of a cached key is stored in place with one atomic store,
+    /// where the cache has no removal listener and no default expiry; the
+    /// key keeps the key object it was first inserted with, as
+    /// `HashMap::insert` does. Other values replace the whole entry.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::new();
+    /// cache.insert(1, 10).unwrap();
+    /// cache.insert(1, 11).unwrap(); // in place: a `u64` is one word
+    /// assert_eq!(cache.get(&1), Some(11));
+    /// ```
     pub fn insert(&self, key: K, value: V) -> Result<(), Error> {
         let hash = self.hash(&key);
         tracing::trace!(hash, "insert");

@@ -36,6 +36,7 @@ mod sync;
 mod table;
 mod tag;
 mod token;
+mod value;
 
 pub use crate::clock::Clock;
 pub use crate::completion::{Completion, Responder};

@@ -16,6 +16,7 @@ use crate::table::{
     EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots, View, Was,
 };
 use crate::tag::Tag;
+use crate::value::Value;
 use std::cell::Cell;
 use std::sync::Arc;
 /// The owner's own maps (leases, tags, a transaction's keys): foldhash,
@@ -158,6 +159,10 @@ pub(crate) struct Owner<K, V> {
     /// a capacity, a listener, default expiry, or an entry that expires.
     /// One flag on the hot line, so a plain cache's write skips the rest.
     extras: bool,
+    /// Whether a word value (`value.rs`) may be replaced in place: no
+    /// removal listener (it must be handed the replaced value) and no
+    /// default expiry (a replacement restarts the entry's clock).
+    in_place: bool,
     /// Closed (`Op::Close`): every message is refused with `Reply::Closed`.
     closed: bool,
     /// What was unlinked from `table` (or was `table`) and readers may
@@ -211,7 +216,10 @@ fn weigh<K, V>(settings: &Settings<K, V>, e: EntryRef<'_, K, V>) -> u32 {
     let Some(w) = &settings.weigher else {
         return 1;
     };
-    let weigh = || catch_unwind(AssertUnwindSafe(|| as_closure(|| w(&e.key, &e.value))));
+    // SAFETY: weighing is the owner's (under the token): no in-place
+    // replacement runs while the reference lives.
+    let value = unsafe { e.value.get() };
+    let weigh = || catch_unwind(AssertUnwindSafe(|| as_closure(|| w(&e.key, value))));
     weigh().unwrap_or_else(|payload| {
         let message = panic_message(&*payload);
         tracing::warn!(%message, "weigher panicked; the entry weighs 1");
@@ -264,6 +272,7 @@ where
             },
             mortal: false,
             closed: false,
+            in_place: config.listener.is_none() && config.expiry == Expiry::default(),
             extras: config.budget.is_some()
                 || config.listener.is_some()
                 || config.expiry != Expiry::default(),
@@ -925,9 +934,12 @@ where
         let Some(listener) = &self.settings.listener else {
             return;
         };
+        // SAFETY: notifying is the owner's (under the token): no in-place
+        // replacement runs while the reference lives.
+        let value = unsafe { e.value.get() };
         let call = || {
             catch_unwind(AssertUnwindSafe(|| {
-                as_closure(|| listener(&e.key, &e.value, cause))
+                as_closure(|| listener(&e.key, value, cause))
             }))
         };
         if let Err(payload) = call() {
@@ -1146,14 +1158,46 @@ where
         published: &Published<K, V>,
     ) {
         self.reserve(published);
+        if Value::<V>::IN_PLACE && expiry.is_none() && self.in_place {
+            // A word value (`value.rs`): the key's entry takes the new value
+            // in place, with no new entry and nothing to retire, when the
+            // new entry would be just like it (extended exactly when the
+            // shard is bounded, and unable to expire).
+            let probe = self.slots().probe(hash, &key);
+            if let Probe::Found(i) = probe {
+                let table = self.table.as_ref().expect("an owner always has a table");
+                if let View::Live(e) = table.get().view(i) {
+                    if !e.mortal() && e.extra().is_some() == self.policy.is_some() {
+                        // SAFETY: `V` is in place, and we hold the token of
+                        // the shard whose table holds `e`.
+                        unsafe { e.value.replace(value) };
+                        if let Some(p) = self.policy.as_mut() {
+                            p.rewritten(i, e, weigh(&self.settings, e));
+                        }
+                        return;
+                    }
+                }
+            }
+            let entry = self.new_entry(hash, key, value, expiry);
+            self.place(probe, entry);
+            return;
+        }
         // The new entry first, then the probe: its stores (a write miss on
         // a reused cell, often) then complete while the probe waits for its
         // loads, instead of holding up the token release, which must drain
         // the store buffer. perf put 28% of a mixed-workload insert on that
         // release before this order.
         let entry = self.new_entry(hash, key, value, expiry);
+        let probe = self.slots().probe(hash, &entry.get().key);
+        self.place(probe, entry);
+    }
+
+    /// Puts `entry` where `probe` (its key's, in the current slots) says:
+    /// over the key's current entry, retiring it, or into a vacant slot.
+    #[inline(always)]
+    fn place(&mut self, probe: Probe, entry: OwnedEntry<K, V>) {
         let slots = self.slots();
-        match slots.probe(hash, &entry.get().key) {
+        match probe {
             Probe::Found(i) if self.extras => self.replace_extras(i, entry),
             Probe::Found(i) => {
                 let was = slots.publish(i, Put::Entry(entry));
@@ -1300,6 +1344,12 @@ where
     #[cfg(all(test, not(coherent_loom)))]
     pub(crate) fn garbage_pending(&self) -> usize {
         self.garbage.pending()
+    }
+
+    /// Cells taken and not given back (tests).
+    #[cfg(all(test, not(coherent_loom)))]
+    pub(crate) fn cells_out(&self) -> usize {
+        self.cells.out()
     }
 
     /// Checks that every cell taken and not given back holds an entry the

@@ -269,13 +269,36 @@ impl Policy {
         new: EntryRef<'_, K, V>,
         weight: u32,
     ) {
-        let (old_x, new_x) = (extra(old), extra(new));
-        let meta = old_x.meta.get();
-        let Some(ring) = self.ring_of(meta) else {
+        let Some(meta) = self.reweigh(slot, old, weight) else {
             // Not tracked (it was staged by a transaction): a new entry.
             self.insert(slot, new, weight);
             return;
         };
+        let (old_x, new_x) = (extra(old), extra(new));
+        new_x.meta.set(meta);
+        old_x.meta.set(0);
+        // Relaxed: owner-side bookkeeping of a mark readers set relaxed.
+        new_x
+            .freq
+            .store(old_x.freq.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The entry in `slot` had its value replaced in place
+    /// (`value.rs`): the same entry, so its place and its read marks stay;
+    /// only its weight may change. One the policy does not track (it was
+    /// staged by a transaction) is tracked from now on, as a replacement by
+    /// a new entry would be.
+    pub(crate) fn rewritten<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, weight: u32) {
+        if self.reweigh(slot, e, weight).is_none() {
+            self.insert(slot, e, weight);
+        }
+    }
+
+    /// Gives the tracked entry `e` of slot `slot` the weight `weight` and
+    /// returns its place (`Extra::meta`); `None` if it is not tracked.
+    fn reweigh<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, weight: u32) -> Option<u32> {
+        let meta = extra(e).meta.get();
+        let ring = self.ring_of(meta)?;
         let i = ring.index(meta);
         debug_assert_eq!(
             ring.items[i], slot,
@@ -284,12 +307,7 @@ impl Policy {
         if ring.weights.is_some() {
             ring.reweigh(i, weight);
         }
-        new_x.meta.set(meta);
-        old_x.meta.set(0);
-        // Relaxed: owner-side bookkeeping of a mark readers set relaxed.
-        new_x
-            .freq
-            .store(old_x.freq.load(Ordering::Relaxed), Ordering::Relaxed);
+        Some(meta)
     }
 
     /// `old` leaves its slot (removed, or staged by a transaction); it is

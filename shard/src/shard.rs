@@ -293,7 +293,7 @@ where
             // The common case, a plain entry of a shard that does not count
             // reads: nothing to check, nothing to record.
             Found::Entry(e) if e.extra().is_none() && !read.count => {
-                let value = e.value.clone();
+                let value = e.value.read();
                 drop(pin);
                 Some(value)
             }
@@ -307,7 +307,7 @@ where
                 if let Some(x) = e.extra() {
                     x.count_read();
                 }
-                let value = e.value.clone();
+                let value = e.value.read();
                 drop(pin);
                 if read.count {
                     read.reads.count(true);
@@ -361,13 +361,13 @@ where
             Found::Rest(i) => Slots::find_from(slots, i, hash, key, visible),
         };
         let value = match found {
-            Some(e) if e.extra().is_none() => Some(e.value.clone()),
+            Some(e) if e.extra().is_none() => Some(e.value.read()),
             Some(e) => {
                 // Checked against the clock only when the entry can expire.
                 let now = if e.mortal() { read.clock.now_ms() } else { 0 };
                 e.alive_at(now).then(|| {
                     e.touch(now);
-                    e.value.clone()
+                    e.value.read()
                 })
             }
             None => None,
@@ -867,6 +867,89 @@ mod tests {
         assert_no_cell_lost(&s);
     }
 
+    /// `(cells out, retired entries waiting)` of `s`'s owner.
+    fn owner_counts<K, V>(s: &Shard<K, V>) -> (usize, usize)
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let owner = s.owner.take().expect("nobody else holds the token");
+        (owner.cells_out(), owner.garbage_pending())
+    }
+
+    #[test]
+    fn a_word_value_is_replaced_in_place_and_any_other_by_a_new_entry() {
+        // A word (`value.rs`): no new cell, nothing retired.
+        let s: Shard<u64, u64> = Shard::new(8, 0);
+        s.write(h(1), 1, Some(10)).unwrap();
+        let first = owner_counts(&s);
+        for v in 11..=500 {
+            s.write(h(1), 1, Some(v)).unwrap();
+            assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(v));
+        }
+        assert_eq!(first, (1, 0));
+        if crate::value::Value::<u64>::IN_PLACE {
+            assert_eq!(owner_counts(&s), (1, 0), "replaced in place");
+        }
+        // An entry that can expire is not plain: it is replaced by a new
+        // entry, the old one retired.
+        s.submit(
+            h(1),
+            Op::InsertExpiring {
+                key: 1,
+                value: 7,
+                tags: None,
+                expiry: crate::Expiry::ttl(std::time::Duration::from_secs(3600)),
+            },
+        )
+        .unwrap();
+        let (_, retired) = owner_counts(&s);
+        s.write(h(1), 1, Some(8)).unwrap();
+        assert_eq!(
+            owner_counts(&s).1,
+            retired + 1,
+            "the expiring entry retired"
+        );
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(8));
+        s.write(h(1), 1, Some(9)).unwrap();
+        assert_eq!(s.get(h(1), &1, Visible::At(0)), Some(9));
+        if crate::value::Value::<u64>::IN_PLACE {
+            assert_eq!(owner_counts(&s).1, retired + 1, "plain again: in place");
+        }
+        assert_no_cell_lost(&s);
+        // Bounded, weighed by value: in place too, and the new weight
+        // counts against the budget.
+        let b: Shard<u64, u64> = Shard::with_config(ShardConfig {
+            budget: Some(100),
+            weigher: Some(Arc::new(|_: &u64, v: &u64| *v as u32)),
+            ..ShardConfig::default()
+        });
+        b.write(h(1), 1, Some(10)).unwrap();
+        b.write(h(2), 2, Some(20)).unwrap();
+        assert_eq!(b.weighted_size(), 30);
+        let (cells, retired) = owner_counts(&b);
+        b.write(h(1), 1, Some(70)).unwrap();
+        assert_eq!(b.weighted_size(), 90);
+        assert_eq!(b.get(h(1), &1, Visible::At(0)), Some(70));
+        if crate::value::Value::<u64>::IN_PLACE {
+            assert_eq!(owner_counts(&b), (cells, retired), "replaced in place");
+        }
+        // Over the budget now: something is evicted.
+        b.write(h(1), 1, Some(90)).unwrap();
+        assert!(b.weighted_size() <= 100, "{}", b.weighted_size());
+        assert!(b.len() < 2);
+        assert_no_cell_lost(&b);
+        // Not a word: every replacement is a new entry, the old retired.
+        let t: Shard<u64, String> = Shard::new(8, 0);
+        t.write(h(1), 1, Some("a".into())).unwrap();
+        for v in 0..5 {
+            t.write(h(1), 1, Some(v.to_string())).unwrap();
+        }
+        assert_eq!(owner_counts(&t).1, 5);
+        assert_eq!(t.get(h(1), &1, Visible::At(0)).as_deref(), Some("4"));
+        assert_no_cell_lost(&t);
+    }
+
     #[test]
     fn colliding_keys_survive_removals_and_growth() {
         let s: Shard<u64, u64> = Shard::new(8, 0);
@@ -1003,6 +1086,16 @@ mod tests {
 
     #[test]
     fn bounded_expiring_and_closed_shards_lose_no_cell() {
+        // Values replaced by new entries, and word values replaced in
+        // place where they can be (`value.rs`).
+        churn_loses_no_cell(|k, round| format!("{k}/{round}"));
+        churn_loses_no_cell(|k, round| k * 10 + round);
+    }
+
+    fn churn_loses_no_cell<V>(value_of: impl Fn(u64, u64) -> V)
+    where
+        V: Clone + Send + Sync + 'static,
+    {
         use crate::limits::Expiry;
         use std::time::Duration;
         let clock = Clock::manual();
@@ -1012,7 +1105,7 @@ mod tests {
             (None, Expiry::tti(Duration::from_millis(10))),
             (None, Expiry::default()),
         ] {
-            let s: Shard<u64, String> = Shard::with_config(ShardConfig {
+            let s: Shard<u64, V> = Shard::with_config(ShardConfig {
                 budget,
                 expiry,
                 clock: clock.clone(),
@@ -1020,7 +1113,7 @@ mod tests {
             });
             for round in 0..5u64 {
                 for k in 0..200u64 {
-                    let value = format!("{k}/{round}");
+                    let value = value_of(k, round);
                     let op = if k % 7 == 0 {
                         // Entries of both layouts in one shard: this one
                         // can expire whatever the defaults.

@@ -25,6 +25,7 @@
 
 use crate::cells::{cell_for, Blocks, Cells};
 use crate::sync::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use crate::value::Value;
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -51,7 +52,8 @@ pub(crate) struct Entry<K, V> {
     /// rarely calls the key's `Eq`.
     stored: u64,
     pub(crate) key: K,
-    pub(crate) value: V,
+    /// Replaced in place only for a word type (`value.rs`).
+    pub(crate) value: Value<V>,
 }
 
 /// The mark of an extended entry in `Entry::stored`: bit 39 of the hash,
@@ -552,8 +554,9 @@ impl<K, V> Intent<K, V> {
 
     /// The value from `stamp` on, if any (owner side).
     pub(crate) fn new_value(&self) -> Option<&V> {
-        // SAFETY: as in `key`.
-        (!self.new.is_null()).then(|| unsafe { &(*self.new).value })
+        // SAFETY: as in `key`; and the caller is the owner (holds the
+        // token), so no in-place replacement runs while the reference lives.
+        (!self.new.is_null()).then(|| unsafe { (*self.new).value.get() })
     }
 }
 
@@ -705,7 +708,7 @@ impl<K, V> OwnedEntry<K, V> {
         let entry = Entry {
             stored: (hash & !MARKS) | kind.marks(),
             key,
-            value,
+            value: Value::new(value),
         };
         let extra = || Extra {
             freq: AtomicU8::new(0),
@@ -1255,7 +1258,9 @@ impl<K, V> Slots<K, V> {
     /// pending intent is ordered after that intent).
     pub(crate) fn value_at(&self, i: usize) -> Option<&V> {
         match self.view(i) {
-            View::Live(e) => Some(&e.entry().value),
+            // SAFETY: owner side: the caller holds the token, so no
+            // in-place replacement runs while the reference lives.
+            View::Live(e) => Some(unsafe { e.entry().value.get() }),
             View::Intent(it) => it.new_value(),
             View::Empty | View::Tomb => None,
         }

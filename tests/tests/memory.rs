@@ -150,8 +150,11 @@ fn churn_reuses_the_cells_of_freed_entries_and_drop_gives_them_back() {
         assert_eq!(cache.get(&7), Some(7 + ROUNDS));
         let after = live() - before;
         println!("bounded: {bounded}: {first} bytes after one round, {after} after {ROUNDS} more");
-        // 1.3 writes per key and round: a cell per write would add about
-        // `KEYS * 32 * 1.3` bytes a round (4 MiB), holes left in the
+        // 1.3 writes per key and round. Unbounded, a `u64` value is
+        // replaced in place (shard/src/value.rs) and takes no cell, but the
+        // third of the keys invalidated first take a new one: not reusing
+        // cells would add about `KEYS / 3 * 32` bytes a round (1 MiB);
+        // bounded, every write takes one (4 MiB a round). Holes left in the
         // eviction queues 8 bytes per removal (0.27 MiB a round). Reused
         // cells add nothing; the queues may hold up to twice the live
         // entries between compactions (one more doubling of their
