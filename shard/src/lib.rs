@@ -57,6 +57,10 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     owner::panic_message(payload)
 }
 
+#[cfg(coherent_loom)]
+#[doc(hidden)]
+pub use crate::token::loom_bias;
+
 /// Runs `f` under `loom::model` and prints how many interleavings it
 /// explored and how long that took (the figures in docs/guarantees.md).
 /// For the loom models of this crate and of the engine.

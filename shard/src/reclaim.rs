@@ -445,9 +445,17 @@ impl Drop for Pin {
     }
 }
 
+/// Whether the asymmetric fences are in use: the light fence is a compiler
+/// fence, the heavy one `membarrier`. The owner token's bias (`token.rs`)
+/// relies on them, and is never granted without them (except under loom,
+/// whose models run the symmetric fences on both sides).
+pub(crate) fn asymmetric() -> bool {
+    registry().asymmetric
+}
+
 /// The heavy fence; false if it could not be run (then nothing may be
 /// freed this time).
-fn heavy_fence() -> bool {
+pub(crate) fn heavy_fence() -> bool {
     if registry().asymmetric {
         membarrier::barrier()
     } else {

@@ -592,6 +592,10 @@ where
     /// queued (they go first).
     #[inline]
     fn take_idle_polling(&self) -> Option<Held<'_, Owner<K, V>>> {
+        // The token biased to this thread: no locked instruction (`token.rs`).
+        if let Some(owner) = self.owner.take_biased() {
+            return Some(owner);
+        }
         if let Some(owner) = self.owner.take_idle() {
             return Some(owner);
         }

@@ -21,48 +21,269 @@
 //! `tests/loom_handoff.rs` check the hand-off over every interleaving
 //! (`--cfg coherent_loom_break_handoff` releases with a plain store instead,
 //! and the models catch the stranded message).
+//!
+//! # The bias: a token its one writer takes without a locked instruction
+//!
+//! Taking and releasing the token are two locked instructions, and each
+//! drains the store buffer: about a quarter of a one-thread insert's time
+//! (docs/design.md, "A biased token"). Most shards, most of the time, are
+//! written by one thread at a time. So a thread that took the token
+//! [`Grant::need`] times in a row is *granted the bias* when it releases
+//! it: the release leaves `HELD` set and adds `BIASED`, and `bias` names
+//! the thread. From then on that thread takes the token by
+//!
+//! 1. `busy = true` (a plain store), then the light fence,
+//! 2. checking that the word is still exactly `HELD | BIASED` and `bias`
+//!    is itself (plain loads), and on the way out
+//! 3. `busy = false` (a Release store),
+//!
+//! with no read-modify-write. Any other taker (a `take`, `take_idle` or
+//! `count_in` that finds `BIASED`) *revokes* the bias: it clears `BIASED`
+//! with a read-modify-write, which makes it the holder (`HELD` stays set:
+//! only one RMW can clear the bit), runs the heavy fence, and then waits
+//! until `busy` reads false. This is the asymmetric store-buffering
+//! pattern of `reclaim.rs` once more: either the biased thread's `busy =
+//! true` is visible to the revoker after the heavy fence (which then waits
+//! for its Release `busy = false`, and sees what it did), or the biased
+//! thread's check comes after the fence and sees `BIASED` cleared, and it
+//! backs off (`busy = false`) and takes the token the ordinary way. The
+//! light fence is a compiler fence and the heavy one `membarrier`, so the
+//! bias is granted only where those are in use ([`reclaim::asymmetric`]);
+//! under loom both are `fence(SeqCst)`, and the models in this file check
+//! the bias (`--cfg coherent_loom_break_bias` revokes without waiting for
+//! `busy`, and the model catches two holders).
+//!
+//! A revocation costs the revoker a `membarrier` (a few microseconds), so
+//! each one by another thread doubles the streak the next grant needs
+//! ([`Grant::need`], up to [`MAX_NEED`]); a bias is never granted to
+//! threads that take turns. The biased thread revoking its own bias (from
+//! a path other than the plain write, which alone uses the fast take) needs
+//! no fence: it is not busy.
+//!
+//! While the token is biased, a message is counted in only by a writer
+//! that then revokes (or by the biased thread itself, re-entering from a
+//! destructor while busy, which its own release then finds: see
+//! [`Held::release`]), so a counted message still always has a holder that
+//! will see it.
 
-use crate::sync::{AtomicUsize, MutPtr, Ordering, UnsafeCell};
+use crate::reclaim;
+#[cfg(coherent_loom)]
+use crate::sync::fence;
+use crate::sync::{AtomicBool, AtomicUsize, MutPtr, Ordering, UnsafeCell};
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
 const HELD: usize = 1;
-const ONE: usize = 2;
+/// Set (with `HELD`) while the token is biased to the thread `bias` names.
+const BIASED: usize = 2;
+const ONE: usize = 4;
 
-/// The token and the state only its holder may touch. `repr(C)`: the word
-/// and the start of `value` share a cache line (a write touches both).
+/// The word of a token biased and idle: what the biased thread's fast take
+/// checks for.
+const BIASED_IDLE: usize = HELD | BIASED;
+
+/// Consecutive takes by one thread that earn it the bias, at first. Under
+/// loom 1, so that the models' first release grants it and the rest of
+/// each model races the bias (unless the model turned that off:
+/// [`loom_bias`]).
+const FIRST_NEED: u32 = if cfg!(coherent_loom) { 1 } else { 64 };
+
+#[cfg(coherent_loom)]
+std::thread_local! {
+    /// Whether tokens made on this thread from now on can be biased (loom
+    /// runs a model's threads on the thread that called `loom::model`).
+    static MODEL_BIAS: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Under loom, whether tokens created from now on by this test can ever be
+/// granted the bias. The shutdown model (four threads) turns it off: with
+/// the bias its interleavings grow past what CI can run, and the token
+/// models here and the shard-level models check the bias instead.
+#[cfg(coherent_loom)]
+pub fn loom_bias(on: bool) {
+    MODEL_BIAS.with(|b| b.set(on));
+}
+
+/// The streak a new token's first grant needs.
+fn first_need() -> u32 {
+    #[cfg(coherent_loom)]
+    if !MODEL_BIAS.with(Cell::get) {
+        return u32::MAX;
+    }
+    FIRST_NEED
+}
+
+/// The most [`Grant::need`] grows to (doubling per revocation by another
+/// thread): a pair of threads that take turns pay at most one heavy fence
+/// per this many takes.
+const MAX_NEED: u32 = 1 << 16;
+
+/// The token and the state only its holder may touch. `repr(C)`: the word,
+/// the biased thread's flag and the start of `value` share a cache line (a
+/// write touches them all).
 #[repr(C)]
 pub(crate) struct Token<T> {
     state: AtomicUsize,
+    /// True while the biased thread acts as holder through its fast take
+    /// (module docs). Written only by that thread.
+    busy: AtomicBool,
+    /// The thread the token is biased to ([`thread_id`]); meaningful while
+    /// `BIASED` is set, written only by a holder before it sets `BIASED`.
+    bias: AtomicUsize,
+    /// The holder's bookkeeping for granting the bias.
+    grant: UnsafeCell<Grant>,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: `value` is reached only through `Held`, and at most one `Held`
-// exists at a time (it is created only by a successful take of the HELD
-// bit and clears the bit when dropped), so sharing the token shares no
-// `&mut T` between threads; `T: Send` because the holder may be any thread.
+/// Who took the token last and how many times in a row: the holder's.
+struct Grant {
+    last: usize,
+    streak: u32,
+    /// The streak that earns the bias ([`FIRST_NEED`], doubled per
+    /// revocation by another thread).
+    need: u32,
+}
+
+// SAFETY: `value` and `grant` are reached only through `Held`, and at most
+// one `Held` exists at a time: one is created only by a successful take
+// of the HELD bit (which it clears when dropped), by a revocation that
+// cleared `BIASED` and waited for the biased thread to leave (module
+// docs), or by the biased thread's fast take, which holds while `busy`
+// is set. So sharing the token shares no `&mut T` between threads;
+// `T: Send` because the holder may be any thread.
 unsafe impl<T: Send> Sync for Token<T> {}
 // SAFETY: sending the token sends the `T` it owns.
 unsafe impl<T: Send> Send for Token<T> {}
 
 /// What a release attempt found.
 pub(crate) enum Release<'a, T> {
-    /// The token is free; nothing was counted.
+    /// The token is free (or biased and idle); nothing was counted.
     Done,
     /// Messages were counted: the token is still held, drain this many.
     Queued(Held<'a, T>, usize),
+}
+
+/// Ids for [`thread_id`]: even, never 0, never reused (a `usize` of them
+/// does not run out). Bit 0 of a thread's word says it was ever granted a
+/// bias, which is what lets its fast take look at the token at all. std's
+/// atomic even under loom: the ids only have to differ, they order nothing.
+static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
+
+#[cfg(not(coherent_loom))]
+std::thread_local! {
+    /// This thread's id (0 until it first released a token), with bit 0
+    /// set once it was granted a bias. Const-initialised, no destructor:
+    /// one load from the thread's TLS block.
+    static THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+#[cfg(not(coherent_loom))]
+std::thread_local! {
+    /// The address of the token this thread holds by its fast take, 0 if
+    /// none: a revocation of that very token by this thread (re-entering
+    /// from a destructor) must not wait for itself.
+    static FAST: Cell<usize> = const { Cell::new(0) };
+}
+
+#[cfg(coherent_loom)]
+loom::thread_local! {
+    static FAST: Cell<usize> = Cell::new(0);
+}
+
+#[cfg(coherent_loom)]
+loom::thread_local! {
+    static THREAD: Cell<usize> = Cell::new(0);
+}
+
+/// Bit 0 of [`THREAD`].
+const GRANTED: usize = 1;
+
+/// This thread's word ([`THREAD`]), `GONE` if its thread-locals are gone.
+#[inline]
+fn thread_word() -> usize {
+    THREAD.try_with(Cell::get).unwrap_or(0)
+}
+
+/// This thread's id, given out on first use; 0 where it cannot have one
+/// (thread-locals being torn down), which no bias names.
+fn thread_id() -> usize {
+    let word = thread_word();
+    if word != 0 {
+        return word & !GRANTED;
+    }
+    // Relaxed: the ids only have to be distinct.
+    let id = NEXT_ID.fetch_add(2, Ordering::Relaxed);
+    match THREAD.try_with(|t| t.set(id)) {
+        Ok(()) => id,
+        Err(_) => 0,
+    }
+}
+
+/// The light fence of the bias (module docs): with `membarrier` a
+/// compiler fence; under loom the symmetric `fence(SeqCst)`.
+#[inline(always)]
+fn light_fence() {
+    #[cfg(coherent_loom)]
+    fence(Ordering::SeqCst);
+    #[cfg(not(coherent_loom))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
 }
 
 impl<T> Token<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
             state: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+            bias: AtomicUsize::new(0),
+            grant: UnsafeCell::new(Grant {
+                last: 0,
+                streak: 0,
+                need: first_need(),
+            }),
             value: UnsafeCell::new(value),
         }
     }
 
+    /// The biased thread's take (module docs): no read-modify-write, and
+    /// `None` at once for a thread that was never granted a bias.
+    #[inline]
+    pub(crate) fn take_biased(&self) -> Option<Held<'_, T>> {
+        let word = thread_word();
+        if word & GRANTED == 0 {
+            return None;
+        }
+        let me = word & !GRANTED;
+        // Relaxed: a first look, so that a thread the token is not biased
+        // to does not write `busy`; the check below decides.
+        if !self.is_biased_to(me, Ordering::Relaxed) {
+            return None;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        // Orders the store above before the loads below against a
+        // revoker's heavy fence (module docs).
+        light_fence();
+        // Acquire: pairs with the grant's Release, so `bias` reads that
+        // grant's thread or a later one's.
+        if self.is_biased_to(me, Ordering::Acquire) {
+            let address = self as *const Self as usize;
+            let outer = FAST.try_with(|f| f.replace(address)).unwrap_or(0);
+            return Some(self.held(Some(outer)));
+        }
+        // Revoked meanwhile: we touched nothing.
+        self.busy.store(false, Ordering::Release);
+        None
+    }
+
+    /// Whether the token is biased to `me` and nothing is counted.
+    #[inline(always)]
+    fn is_biased_to(&self, me: usize, order: Ordering) -> bool {
+        self.state.load(order) == BIASED_IDLE && self.bias.load(Ordering::Relaxed) == me
+    }
+
     /// Takes the token if it is free and no message is queued: the common
-    /// write, which then has nothing to drain first.
+    /// write, which then has nothing to drain first. Revokes a bias held
+    /// by another thread (module docs).
     #[inline]
     pub(crate) fn take_idle(&self) -> Option<Held<'_, T>> {
         if cfg!(coherent_loom_break_owner) {
@@ -70,17 +291,21 @@ impl<T> Token<T> {
         }
         // Acquire: the previous holder's changes (released with Release)
         // are visible to us.
-        self.state
+        match self
+            .state
             .compare_exchange(0, HELD, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| self.held())
+        {
+            Ok(_) => Some(self.held(None)),
+            Err(BIASED_IDLE) => self.revoke(),
+            Err(_) => None,
+        }
     }
 
     /// What the token looks like, by a plain load (no write, so a thread
     /// polling it does not take the line from the holder): `Some(true)`
     /// free with nothing queued, `Some(false)` held with nothing queued,
-    /// `None` messages queued. A hint; only [`take_idle`](Self::take_idle)
-    /// decides.
+    /// `None` messages queued or biased. A hint; only
+    /// [`take_idle`](Self::take_idle) decides.
     #[inline]
     pub(crate) fn looks_idle(&self) -> Option<bool> {
         // Relaxed: a hint; `take_idle` orders what it takes.
@@ -91,7 +316,7 @@ impl<T> Token<T> {
         }
     }
 
-    /// Takes the token if it is free, whatever is queued.
+    /// Takes the token if it is free, whatever is queued; revokes a bias.
     pub(crate) fn take(&self) -> Option<Held<'_, T>> {
         // Acquire: as in `take_idle`; also makes counted messages' pushes
         // visible (they were counted with Release).
@@ -99,20 +324,83 @@ impl<T> Token<T> {
         // `coherent_loom_break_owner`: deliberately broken (no mutual
         // exclusion: a second writer takes a held token), to show that the
         // models catch two owners in one shard (docs/guarantees.md).
-        (was & HELD == 0 || cfg!(coherent_loom_break_owner)).then(|| self.held())
+        if was & HELD == 0 || cfg!(coherent_loom_break_owner) {
+            Some(self.held(None))
+        } else if was & BIASED != 0 {
+            self.revoke()
+        } else {
+            None
+        }
     }
 
     /// Counts in one message that was just queued; returns the token if it
-    /// was free and this call took it (the caller must then drain).
+    /// was free (or biased, and this call revoked the bias) and this call
+    /// took it: the caller must then drain.
     pub(crate) fn count_in(&self) -> Option<Held<'_, T>> {
         // Release: the holder that reads this count (Acquire) finds the
         // message in the queue.
         let was = self.state.fetch_add(ONE, Ordering::Release);
         if was & HELD == 0 {
             self.take()
+        } else if was & BIASED != 0 {
+            self.revoke()
         } else {
             None
         }
+    }
+
+    /// Ends the bias and returns the token held, if this call is the one
+    /// that cleared `BIASED` (module docs); `None` if another taker did
+    /// (it holds the token and will see what is counted), or if the biased
+    /// thread itself re-enters while busy (its release will).
+    #[cold]
+    #[inline(never)]
+    fn revoke(&self) -> Option<Held<'_, T>> {
+        let address = self as *const Self as usize;
+        if FAST.try_with(Cell::get).unwrap_or(0) == address {
+            // We are the biased thread, inside our own fast take of this
+            // token (a destructor run by the write): waiting would wait on
+            // ourselves. The release of that take settles the count.
+            return None;
+        }
+        // Acquire: the grant's holder's changes (the biased thread's own
+        // come with `busy` below), and `bias` as that grant wrote it.
+        let was = self.state.fetch_and(!BIASED, Ordering::Acquire);
+        if was & BIASED == 0 {
+            return None;
+        }
+        // We hold the token now; no grant can follow until we release it,
+        // so `bias` names the thread whose bias we just ended.
+        let me = thread_word() & !GRANTED;
+        let mine = me != 0 && self.bias.load(Ordering::Relaxed) == me;
+        if !mine && !cfg!(coherent_loom_break_bias) {
+            // Another thread's bias: after the heavy fence, its `busy =
+            // true` is visible if it got past its check (module docs).
+            // (`coherent_loom_break_bias_fence`: no fence, only the wait;
+            // the models catch the biased thread's check and the wait
+            // both passing.)
+            while !cfg!(coherent_loom_break_bias_fence) && !reclaim::heavy_fence() {
+                crate::sync::thread::yield_now();
+            }
+            // Acquire: pairs with its Release `busy = false`; what it did
+            // as holder is visible to us.
+            let mut spins = 0u32;
+            while self.busy.load(Ordering::Acquire) {
+                spins += 1;
+                if spins % 64 == 0 {
+                    crate::sync::thread::yield_now();
+                } else {
+                    crate::sync::spin_loop();
+                }
+            }
+        }
+        // `mine`: we are the biased thread, not in a fast take of this
+        // token (checked above), so `busy` is false and ours.
+        let held = self.held(None);
+        if !mine {
+            held.grant(|g| g.need = g.need.saturating_mul(2).min(MAX_NEED));
+        }
+        Some(held)
     }
 
     /// Messages counted in and not yet taken out.
@@ -120,10 +408,11 @@ impl<T> Token<T> {
         self.state.load(Ordering::Relaxed) / ONE
     }
 
-    fn held(&self) -> Held<'_, T> {
+    fn held(&self, fast: Option<usize>) -> Held<'_, T> {
         Held {
             token: self,
             value: ManuallyDrop::new(self.value.get_mut()),
+            fast,
         }
     }
 }
@@ -136,16 +425,70 @@ pub(crate) struct Held<'a, T> {
     /// Ended (dropped) before the token is released, so that under loom
     /// the access ends before the release that orders it.
     value: ManuallyDrop<MutPtr<T>>,
+    /// `Some(outer)` if taken by the biased thread's fast take (released
+    /// by `busy = false`); `outer` is what [`FAST`] held before it.
+    fast: Option<usize>,
 }
 
 impl<'a, T> Held<'a, T> {
+    /// Runs `f` on the holder's bias bookkeeping.
+    fn grant<R>(&self, f: impl FnOnce(&mut Grant) -> R) -> R {
+        // SAFETY: we hold the token, and `grant` is reached only by its
+        // holder (see `Sync` above), for the length of this call.
+        self.token.grant.get_mut().with(|g| f(unsafe { &mut *g }))
+    }
+
+    /// Whether this release should leave the token biased to this thread
+    /// (`Some(id)`): it took the token [`Grant::need`] times in a row and
+    /// the asymmetric fences are in use.
+    #[inline]
+    fn earns_bias(&self) -> Option<usize> {
+        let me = thread_id();
+        let earned = self.grant(|g| {
+            if g.last == me {
+                g.streak = g.streak.saturating_add(1);
+            } else {
+                g.last = me;
+                g.streak = 1;
+            }
+            g.streak >= g.need
+        });
+        (earned && me != 0 && (cfg!(coherent_loom) || reclaim::asymmetric())).then_some(me)
+    }
+
     /// Releases the token unless messages are counted, in which case it is
-    /// handed back with how many there are to take out.
+    /// handed back with how many there are to take out. A release after
+    /// [`Grant::need`] takes in a row by this thread leaves the token
+    /// biased to it. The biased thread's release is a store of `busy`;
+    /// should it find messages counted with the bias still standing (it
+    /// counted one itself, from a destructor), it revokes its own bias and
+    /// hands the token back to drain them like any holder.
     pub(crate) fn release(mut self) -> Release<'a, T> {
         let token = self.token;
+        if let Some(outer) = self.fast {
+            // SAFETY: as below.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+            std::mem::forget(self);
+            // Release: a revoker that reads this (Acquire) sees our changes.
+            token.busy.store(false, Ordering::Release);
+            let _ = FAST.try_with(|f| f.set(outer));
+            if token.state.load(Ordering::Relaxed) == BIASED_IDLE {
+                return Release::Done;
+            }
+            return token.settle();
+        }
+        let grant = self.earns_bias();
         // SAFETY: `value` is not used again before it is replaced below or
         // `self` is forgotten.
         unsafe { ManuallyDrop::drop(&mut self.value) };
+        let released = match grant {
+            Some(me) => {
+                // Relaxed: published by the Release of the exchange below.
+                token.bias.store(me, Ordering::Relaxed);
+                BIASED_IDLE
+            }
+            None => 0,
+        };
         // Release on success: our changes reach the next holder. Acquire on
         // failure: the counted messages' pushes are visible to our pops.
         let failure = if cfg!(coherent_loom_break_handoff) {
@@ -155,11 +498,14 @@ impl<'a, T> Held<'a, T> {
         } else {
             token
                 .state
-                .compare_exchange(HELD, 0, Ordering::Release, Ordering::Acquire)
+                .compare_exchange(HELD, released, Ordering::Release, Ordering::Acquire)
                 .err()
         };
         match failure {
             None => {
+                if grant.is_some() {
+                    let _ = THREAD.try_with(|t| t.set(t.get() | GRANTED));
+                }
                 std::mem::forget(self);
                 Release::Done
             }
@@ -182,6 +528,29 @@ impl<'a, T> Held<'a, T> {
         // Relaxed: only the holder decrements, and the count is re-read
         // (Acquire) before it is relied on again.
         self.token.state.fetch_sub(ONE, Ordering::Relaxed);
+    }
+}
+
+impl<'a, T> Token<T> {
+    /// After the biased thread's release found the word changed: either a
+    /// revoker cleared `BIASED` (it holds the token and will drain), or
+    /// messages are counted under the bias, which only this thread can
+    /// have done while busy (`revoke`); then it ends its own bias and
+    /// drains them.
+    #[cold]
+    #[inline(never)]
+    fn settle(&'a self) -> Release<'a, T> {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & BIASED == 0 || state / ONE == 0 {
+            return Release::Done;
+        }
+        match self.revoke() {
+            Some(held) => {
+                let queued = held.queued();
+                Release::Queued(held, queued)
+            }
+            None => Release::Done,
+        }
     }
 }
 
@@ -213,6 +582,13 @@ impl<T> Drop for Held<'_, T> {
         // unwinding owner (`shard.rs`) re-takes the token if so.
         // SAFETY: `value` is not used again.
         unsafe { ManuallyDrop::drop(&mut self.value) };
+        if let Some(outer) = self.fast {
+            // The bias stands; a revoker (who counted its message in
+            // first) waits for this.
+            self.token.busy.store(false, Ordering::Release);
+            let _ = FAST.try_with(|f| f.set(outer));
+            return;
+        }
         self.token.state.fetch_and(!HELD, Ordering::Release);
     }
 }
@@ -268,5 +644,183 @@ mod tests {
         let held = t.take().expect("free, with one message counted");
         held.count_out();
         assert!(matches!(held.release(), Release::Done));
+    }
+    /// Takes and releases `t` the ordinary way `n` times on this thread.
+    fn take_turns(t: &Token<u32>, n: u32) {
+        for _ in 0..n {
+            let mut held = t.take_idle().expect("free");
+            *held += 1;
+            assert!(matches!(held.release(), Release::Done));
+        }
+    }
+
+    #[test]
+    fn a_thread_that_takes_the_token_in_a_row_is_granted_the_bias_and_loses_it_to_another() {
+        let t = Token::new(0u32);
+        take_turns(&t, FIRST_NEED - 1);
+        assert_eq!(t.state.load(Ordering::Relaxed), 0, "not yet earned");
+        assert!(t.take_biased().is_none());
+        take_turns(&t, 1);
+        if !reclaim::asymmetric() {
+            // Without `membarrier` no bias is ever granted.
+            assert_eq!(t.state.load(Ordering::Relaxed), 0);
+            assert!(t.take_biased().is_none());
+            return;
+        }
+        assert_eq!(t.state.load(Ordering::Relaxed), BIASED_IDLE, "granted");
+        // The fast take: no read-modify-write, and the word is untouched.
+        let mut held = t.take_biased().expect("biased to this thread");
+        *held += 1;
+        assert!(t.busy.load(Ordering::Relaxed));
+        assert!(matches!(held.release(), Release::Done));
+        assert!(!t.busy.load(Ordering::Relaxed));
+        assert_eq!(t.state.load(Ordering::Relaxed), BIASED_IDLE);
+        // Another thread: no fast take for it; its ordinary take revokes
+        // the bias (a heavy fence) and sees the biased thread's changes.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(t.take_biased().is_none());
+                let mut held = t.take_idle().expect("revoked: held");
+                assert_eq!(*held, FIRST_NEED + 1);
+                *held += 1;
+                assert!(matches!(held.release(), Release::Done));
+            });
+        });
+        assert_eq!(t.state.load(Ordering::Relaxed), 0, "revoked, then free");
+        assert!(t.take_biased().is_none(), "the bias is gone");
+        // The revocation doubled the streak the next grant needs.
+        take_turns(&t, 2 * FIRST_NEED - 1);
+        assert_eq!(t.state.load(Ordering::Relaxed), 0);
+        take_turns(&t, 1);
+        assert_eq!(t.state.load(Ordering::Relaxed), BIASED_IDLE);
+        assert_eq!(
+            *t.take().expect("our own bias: revoked at once"),
+            3 * FIRST_NEED + 2
+        );
+    }
+
+    #[test]
+    fn a_message_the_biased_thread_counts_while_busy_is_drained_by_its_release() {
+        let t = Token::new(0u32);
+        take_turns(&t, FIRST_NEED);
+        if !reclaim::asymmetric() {
+            assert!(t.take_biased().is_none());
+            return;
+        }
+        let held = t.take_biased().expect("biased to this thread");
+        // What a destructor run by the write could do: count a message in
+        // for this very token. Waiting for the holder would wait on
+        // ourselves: not taken, counted.
+        assert!(t.take().is_none());
+        assert!(t.count_in().is_none());
+        assert_eq!(t.queued(), 1);
+        // The release finds it and hands the token back to drain it.
+        let held = match held.release() {
+            Release::Queued(held, 1) => held,
+            _ => panic!("the counted message was not handed back"),
+        };
+        held.count_out();
+        assert!(matches!(held.release(), Release::Done));
+        // Revoked by this thread itself (no fence, no doubling): its
+        // streak goes on, and the release granted the bias again.
+        assert_eq!(t.state.load(Ordering::Relaxed), BIASED_IDLE);
+        assert!(t.take_biased().is_some());
+    }
+}
+
+#[cfg(all(test, coherent_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Takes out every counted message (each adds 10) and releases, as a
+    /// shard's holder does.
+    fn drain_and_release(mut held: Held<'_, u64>) {
+        loop {
+            for _ in 0..held.queued() {
+                held.count_out();
+                *held += 10;
+            }
+            match held.release() {
+                Release::Done => return,
+                Release::Queued(again, _) => held = again,
+            }
+        }
+    }
+
+    /// A token biased to the model's main thread (its first release
+    /// grants it: `FIRST_NEED` is 1 under loom).
+    fn biased_to_this_thread() -> Arc<Token<u64>> {
+        let token = Arc::new(Token::new(0u64));
+        let mut held = token.take_idle().expect("free");
+        *held += 1;
+        assert!(matches!(held.release(), Release::Done));
+        assert_eq!(token.state.load(Ordering::Relaxed), BIASED_IDLE);
+        token
+    }
+
+    /// The biased thread's fast take (or, once revoked, its ordinary one),
+    /// adding 100.
+    fn write_as_biased(token: &Token<u64>) {
+        loop {
+            if let Some(mut held) = token.take_biased().or_else(|| token.take_idle()) {
+                *held += 100;
+                drain_and_release(held);
+                return;
+            }
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Another thread takes the token while the biased thread uses its
+    /// fast take: the revocation makes it wait for the biased thread, so
+    /// the two never hold the token at once (loom checks every access to
+    /// the value) and neither change is lost. Building with `--cfg
+    /// coherent_loom_break_bias` (revoking without the heavy fence and the
+    /// wait for `busy`) makes loom report the two accesses racing.
+    #[test]
+    fn a_revoked_bias_never_leaves_two_holders() {
+        crate::loom_model("token_bias_revoke", || {
+            let token = biased_to_this_thread();
+            let other = {
+                let token = token.clone();
+                loom::thread::spawn(move || loop {
+                    if let Some(mut held) = token.take_idle() {
+                        *held += 10;
+                        drain_and_release(held);
+                        return;
+                    }
+                    loom::thread::yield_now();
+                })
+            };
+            write_as_biased(&token);
+            other.join().unwrap();
+            let held = token.take().expect("free or biased: taken");
+            assert_eq!(*held, 111);
+            assert_eq!(held.queued(), 0);
+        });
+    }
+
+    /// A message counted in while the token is biased is never stranded:
+    /// the writer that counts it revokes the bias and drains it (or the
+    /// biased thread, if it took the token back first, does).
+    #[test]
+    fn a_message_counted_under_a_bias_is_drained() {
+        crate::loom_model("token_bias_count_in", || {
+            let token = biased_to_this_thread();
+            let other = {
+                let token = token.clone();
+                loom::thread::spawn(move || {
+                    if let Some(held) = token.count_in() {
+                        drain_and_release(held);
+                    }
+                })
+            };
+            write_as_biased(&token);
+            other.join().unwrap();
+            let held = token.take().expect("free or biased: taken");
+            assert_eq!(held.queued(), 0, "a counted message was stranded");
+            assert_eq!(*held, 111);
+        });
     }
 }
