@@ -4,6 +4,9 @@
 //! 2 = moka, 3 = dashmap). A fixed count rather than a time window, for
 //! `perf record`: the write-path profile in docs/design.md ("Where a write
 //! in the Zipf mix waits") is `perf record -e cpu-clock mix_loop 1000 0`.
+//! `N` sets the operation count (default 20M): the per-insert instruction
+//! counts in docs/design.md ("Instructions on the insert path") are
+//! `N=0` and `N=2000000` under `valgrind --tool=callgrind`, differenced.
 
 use coherent_bench::{prefilled, zipf_keys, Walk};
 use std::time::Instant;
@@ -19,7 +22,7 @@ fn main() {
     let targets = prefilled(100_000);
     let target = &targets[which.min(targets.len() - 1)];
     let mut walk = Walk::new(&keys, 0, 1, writes);
-    let n = 20_000_000u64;
+    let n: u64 = std::env::var("N").map_or(20_000_000, |v| v.parse().expect("N"));
     let t0 = Instant::now();
     for _ in 0..n {
         walk.step(&**target, &keys);

@@ -1157,31 +1157,37 @@ where
         expiry: Option<Expiry>,
         published: &Published<K, V>,
     ) {
-        self.reserve(published);
         if Value::<V>::IN_PLACE && expiry.is_none() && self.in_place {
             // A word value (`value.rs`): the key's entry takes the new value
             // in place, with no new entry and nothing to retire, when the
             // new entry would be just like it (extended exactly when the
-            // shard is bounded, and unable to expire).
-            let probe = self.slots().probe(hash, &key);
-            if let Probe::Found(i) = probe {
-                let table = self.table.as_ref().expect("an owner always has a table");
-                if let View::Live(e) = table.get().view(i) {
-                    if !e.mortal() && e.extra().is_some() == self.policy.is_some() {
-                        // SAFETY: `V` is in place, and we hold the token of
-                        // the shard whose table holds `e`.
-                        unsafe { e.value.replace(value) };
-                        if let Some(p) = self.policy.as_mut() {
-                            p.rewritten(i, e, weigh(&self.settings, e));
-                        }
-                        return;
+            // shard is bounded, and unable to expire). The probe hands back
+            // the entry it compared, and the table's growth check waits
+            // until a slot may be taken: an in-place write takes none.
+            let table = self.table.as_ref().expect("an owner always has a table");
+            let (probe, found) = table.get().probe_entry(hash, &key);
+            if let (Probe::Found(i), Some(e)) = (probe, found) {
+                if !e.mortal() && e.extra().is_some() == self.policy.is_some() {
+                    // SAFETY: `V` is in place, and we hold the token of the
+                    // shard whose table holds `e`.
+                    unsafe { e.value.replace(value) };
+                    if let Some(p) = self.policy.as_mut() {
+                        p.rewritten(i, e, weigh(&self.settings, e));
                     }
+                    return;
                 }
             }
+            let probe = if self.reserve(published) {
+                // Rebuilt: the slot numbers changed.
+                self.slots().probe(hash, &key)
+            } else {
+                probe
+            };
             let entry = self.new_entry(hash, key, value, expiry);
             self.place(probe, entry);
             return;
         }
+        self.reserve(published);
         // The new entry first, then the probe: its stores (a write miss on
         // a reused cell, often) then complete while the probe waits for its
         // loads, instead of holding up the token release, which must drain
@@ -1254,13 +1260,16 @@ where
     /// rebuilding (bigger, or just without tombstones) when needed. Loads
     /// between 1/3 and 2/3 keep hits at about 1.5 probes; at 80% a `get`
     /// ran 40% more instructions and missed L1 50% more often, measured
-    /// with cachegrind (docs/design.md).
+    /// with cachegrind (docs/design.md). Returns whether it rebuilt (slot
+    /// numbers from before no longer hold).
     #[inline(always)]
-    fn reserve(&mut self, published: &Published<K, V>) {
+    fn reserve(&mut self, published: &Published<K, V>) -> bool {
         let used = self.live + self.tombs + 1;
         if used * 3 > self.slots().slot_count() * 2 {
             self.rebuild(published);
+            return true;
         }
+        false
     }
 
     /// Builds fresh slots with the live entries and no tombstones, sized for

@@ -629,6 +629,7 @@ impl<K, V> Drop for OwnedIntent<K, V> {
 }
 
 /// The outcome of an owner-side probe.
+#[derive(Clone, Copy)]
 pub(crate) enum Probe {
     /// The key lives in this slot (an entry or an intent).
     Found(usize),
@@ -1225,6 +1226,18 @@ impl<K, V> Slots<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.probe_entry(hash, key).0
+    }
+
+    /// [`probe`](Self::probe), with the key's entry when the slot found
+    /// holds a live entry (not an intent): for a caller that goes on to
+    /// read it, so that it need not load and decode the slot again.
+    #[inline]
+    pub(crate) fn probe_entry<Q>(&self, hash: u64, key: &Q) -> (Probe, Option<EntryRef<'_, K, V>>)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let want = tag(hash);
         let mut i = hash as usize & self.mask;
         let mut first_tomb = None;
@@ -1233,20 +1246,25 @@ impl<K, V> Slots<K, V> {
             // Acquire is free on the platforms we measure and keeps one rule.
             let p = self.slots[i].load(Ordering::Acquire);
             if p.is_null() {
-                return Probe::Vacant(first_tomb.unwrap_or(i));
+                return (Probe::Vacant(first_tomb.unwrap_or(i)), None);
             }
             if p == tomb() {
                 first_tomb.get_or_insert(i);
             } else if may_match(p.addr(), want) || is_intent(p) {
                 // SAFETY: `p` was just loaded (Acquire) from slot `i`, and we
                 // are the owner.
-                let found = match unsafe { self.view_of(p) } {
-                    View::Live(e) => e.hashed(hash | MARKS) && e.key.borrow() == key,
-                    View::Intent(it) => it.hash == hash && it.key().borrow() == key,
-                    View::Empty | View::Tomb => false,
-                };
-                if found {
-                    return Probe::Found(i);
+                match unsafe { self.view_of(p) } {
+                    View::Live(e) => {
+                        if e.hashed(hash | MARKS) && e.key.borrow() == key {
+                            return (Probe::Found(i), Some(e));
+                        }
+                    }
+                    View::Intent(it) => {
+                        if it.hash == hash && it.key().borrow() == key {
+                            return (Probe::Found(i), None);
+                        }
+                    }
+                    View::Empty | View::Tomb => {}
                 }
             }
             i = (i + 1) & self.mask;
