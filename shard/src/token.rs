@@ -32,44 +32,59 @@
 //! it: the release leaves `HELD` set and adds `BIASED`, and `bias` names
 //! the thread. From then on that thread takes the token by
 //!
-//! 1. `busy = true` (a plain store), then the light fence,
+//! 1. storing the token's address in its own *flag* (a plain store to a
+//!    line only it writes; see [`Flag`]), then the light fence,
 //! 2. checking that the word is still exactly `HELD | BIASED` and `bias`
 //!    is itself (plain loads), and on the way out
-//! 3. `busy = false` (a Release store),
+//! 3. clearing its flag (a Release store),
 //!
 //! with no read-modify-write. Any other taker (a `take`, `take_idle` or
 //! `count_in` that finds `BIASED`) *revokes* the bias: it clears `BIASED`
 //! with a read-modify-write, which makes it the holder (`HELD` stays set:
 //! only one RMW can clear the bit), runs the heavy fence, and then waits
-//! until `busy` reads false. This is the asymmetric store-buffering
-//! pattern of `reclaim.rs` once more: either the biased thread's `busy =
-//! true` is visible to the revoker after the heavy fence (which then waits
-//! for its Release `busy = false`, and sees what it did), or the biased
-//! thread's check comes after the fence and sees `BIASED` cleared, and it
-//! backs off (`busy = false`) and takes the token the ordinary way. The
-//! light fence is a compiler fence and the heavy one `membarrier`, so the
-//! bias is granted only where those are in use ([`reclaim::asymmetric`]);
-//! under loom both are `fence(SeqCst)`, and the models in this file check
-//! the bias (`--cfg coherent_loom_break_bias` revokes without waiting for
-//! `busy`, and the model catches two holders).
+//! while the flag of the thread `bias` names holds this token. This is
+//! the asymmetric store-buffering pattern of `reclaim.rs` once more:
+//! either the biased thread's flag store is visible to the revoker after
+//! the heavy fence (which then waits for its Release clearing, and sees
+//! what it did), or the biased thread's check comes after the fence and
+//! sees `BIASED` cleared, and it backs off (clears its flag) and takes the
+//! token the ordinary way. The light fence is a compiler fence and the
+//! heavy one `membarrier`, so the bias is granted only where those are in
+//! use ([`reclaim::asymmetric`]); under loom both are `fence(SeqCst)`, and
+//! the models in this file check the bias (`--cfg coherent_loom_break_bias`
+//! revokes without waiting, and the model catches two holders).
+//!
+//! Why a flag per thread and not one per token (the twelfth round had a
+//! `busy` flag in the token): the first look (step 2's check, done once
+//! before step 1 so that other threads publish nothing) can be stale. A
+//! thread that saw the token biased to itself and then stalled may store
+//! its flag after its bias was revoked and granted to another thread,
+//! fail its check, and back off. With one flag per token its back-off
+//! cleared the flag the newly biased thread had set while that thread was
+//! inside, and the next revoker found it clear and took the token beside
+//! it: two holders. The loom model
+//! `a_stale_fast_take_never_clears_the_next_biased_threads_flag` finds
+//! that interleaving (`--cfg coherent_loom_break_stale` puts the shared
+//! flag back). A thread's own flag is written only by that thread, so a
+//! stale back-off clears nothing but its own.
 //!
 //! A revocation costs the revoker a `membarrier` (a few microseconds), so
 //! each one by another thread doubles the streak the next grant needs
 //! ([`Grant::need`], up to [`MAX_NEED`]); a bias is never granted to
 //! threads that take turns. The biased thread revoking its own bias (from
 //! a path other than the plain write, which alone uses the fast take) needs
-//! no fence: it is not busy.
+//! no fence: its flag does not name the token.
 //!
 //! While the token is biased, a message is counted in only by a writer
 //! that then revokes (or by the biased thread itself, re-entering from a
-//! destructor while busy, which its own release then finds: see
+//! destructor inside its fast take, which its own release then finds: see
 //! [`Held::release`]), so a counted message still always has a holder that
 //! will see it.
 
 use crate::reclaim;
 #[cfg(coherent_loom)]
 use crate::sync::fence;
-use crate::sync::{AtomicBool, AtomicUsize, MutPtr, Ordering, UnsafeCell};
+use crate::sync::{AtomicUsize, MutPtr, Ordering, UnsafeCell};
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
@@ -125,12 +140,15 @@ const MAX_NEED: u32 = 1 << 16;
 #[repr(C)]
 pub(crate) struct Token<T> {
     state: AtomicUsize,
-    /// True while the biased thread acts as holder through its fast take
-    /// (module docs). Written only by that thread.
-    busy: AtomicBool,
-    /// The thread the token is biased to ([`thread_id`]); meaningful while
-    /// `BIASED` is set, written only by a holder before it sets `BIASED`.
+    /// The thread the token is biased to ([`thread_id`]: the address of
+    /// its [`Flag`]); meaningful while `BIASED` is set, written only by a
+    /// holder before it sets `BIASED`.
     bias: AtomicUsize,
+    /// `coherent_loom_break_stale`: one flag per token, written by every
+    /// thread that passes the fast take's first look, as the twelfth
+    /// round had it (module docs: what goes wrong).
+    #[cfg(coherent_loom_break_stale)]
+    shared: AtomicUsize,
     /// The holder's bookkeeping for granting the bias.
     grant: UnsafeCell<Grant>,
     value: UnsafeCell<T>,
@@ -149,8 +167,8 @@ struct Grant {
 // one `Held` exists at a time: one is created only by a successful take
 // of the HELD bit (which it clears when dropped), by a revocation that
 // cleared `BIASED` and waited for the biased thread to leave (module
-// docs), or by the biased thread's fast take, which holds while `busy`
-// is set. So sharing the token shares no `&mut T` between threads;
+// docs), or by the biased thread's fast take, which holds while its
+// flag names the token. So sharing the token shares no `&mut T` between threads;
 // `T: Send` because the holder may be any thread.
 unsafe impl<T: Send> Sync for Token<T> {}
 // SAFETY: sending the token sends the `T` it owns.
@@ -164,17 +182,90 @@ pub(crate) enum Release<'a, T> {
     Queued(Held<'a, T>, usize),
 }
 
-/// Ids for [`thread_id`]: even, never 0, never reused (a `usize` of them
-/// does not run out). Bit 0 of a thread's word says it was ever granted a
-/// bias, which is what lets its fast take look at the token at all. std's
-/// atomic even under loom: the ids only have to differ, they order nothing.
-static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
+/// A thread's published fast take: the address of the token it holds by
+/// its fast take, 0 if none. Only its thread writes it; a revoker reads
+/// the flag of the thread a token's `bias` names, and waits while it
+/// names that token (module docs). A thread's id ([`thread_id`]) is its
+/// flag's address. Flags are never freed: a thread's flag goes back to
+/// [`FREE_FLAGS`] when the thread exits and is given to a later thread,
+/// which then inherits the biases it had (harmless: the old thread holds
+/// nothing, and the free list's lock orders its writes before the new
+/// thread's), so any flag a `bias` ever named can be read. Its own cache
+/// line: only its thread writes it.
+#[repr(align(64))]
+struct Flag {
+    // Unread only in the `coherent_loom_break_stale` build, which waits on
+    // the token's shared flag instead.
+    #[cfg_attr(coherent_loom_break_stale, allow(dead_code))]
+    inside: AtomicUsize,
+}
+
+/// The flags of exited threads, for the next threads that need one.
+#[cfg(not(coherent_loom))]
+static FREE_FLAGS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
 
 #[cfg(not(coherent_loom))]
 std::thread_local! {
-    /// This thread's id (0 until it first released a token), with bit 0
-    /// set once it was granted a bias. Const-initialised, no destructor:
-    /// one load from the thread's TLS block.
+    /// Hands this thread's flag back to [`FREE_FLAGS`] when it exits.
+    static RECYCLE: Recycle = const { Recycle(Cell::new(0)) };
+}
+
+/// This thread's flag, to be handed back when the thread exits.
+#[cfg(not(coherent_loom))]
+struct Recycle(Cell<usize>);
+
+#[cfg(not(coherent_loom))]
+impl Drop for Recycle {
+    fn drop(&mut self) {
+        let flag = self.0.get();
+        if flag == 0 {
+            return;
+        }
+        // From here on this thread has no id (and no bias): a destructor
+        // that writes to a cache later takes tokens the ordinary way.
+        let _ = THREAD.try_with(|t| t.set(0));
+        free_flags().push(flag);
+    }
+}
+
+#[cfg(not(coherent_loom))]
+fn free_flags() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    // A panic while the lock was held left a valid `Vec`.
+    FREE_FLAGS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A flag for this thread: a free one, or a new one (leaked: see
+/// [`Flag`]); 0 if this thread's thread-locals are being torn down.
+#[cfg(not(coherent_loom))]
+fn new_flag() -> usize {
+    let flag = free_flags().pop().unwrap_or_else(|| {
+        let flag: &'static Flag = Box::leak(Box::new(Flag {
+            inside: AtomicUsize::new(0),
+        }));
+        flag as *const Flag as usize
+    });
+    if RECYCLE.try_with(|r| r.0.set(flag)).is_err() {
+        free_flags().push(flag);
+        return 0;
+    }
+    flag
+}
+
+/// Under loom a flag per model thread, leaked (a model's threads are few).
+#[cfg(coherent_loom)]
+fn new_flag() -> usize {
+    let flag: &'static Flag = Box::leak(Box::new(Flag {
+        inside: AtomicUsize::new(0),
+    }));
+    flag as *const Flag as usize
+}
+
+#[cfg(not(coherent_loom))]
+std::thread_local! {
+    /// This thread's id (0 until it first released a token; the address
+    /// of its [`Flag`], so 64-aligned), with bit 0 set once it was
+    /// granted a bias. Const-initialised, no destructor: one load from
+    /// the thread's TLS block.
     static THREAD: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -182,7 +273,8 @@ std::thread_local! {
 std::thread_local! {
     /// The address of the token this thread holds by its fast take, 0 if
     /// none: a revocation of that very token by this thread (re-entering
-    /// from a destructor) must not wait for itself.
+    /// from a destructor) must not wait for itself, and a thread takes
+    /// one token at a time by its fast take (its [`Flag`] names one).
     static FAST: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -205,19 +297,19 @@ fn thread_word() -> usize {
     THREAD.try_with(Cell::get).unwrap_or(0)
 }
 
-/// This thread's id, given out on first use; 0 where it cannot have one
-/// (thread-locals being torn down), which no bias names.
+/// This thread's id, its [`Flag`]'s address, given out on first use; 0
+/// where it cannot have one (thread-locals being torn down), which no
+/// bias names.
 fn thread_id() -> usize {
     let word = thread_word();
     if word != 0 {
         return word & !GRANTED;
     }
-    // Relaxed: the ids only have to be distinct.
-    let id = NEXT_ID.fetch_add(2, Ordering::Relaxed);
-    match THREAD.try_with(|t| t.set(id)) {
-        Ok(()) => id,
-        Err(_) => 0,
+    let id = new_flag();
+    if id != 0 && THREAD.try_with(|t| t.set(id)).is_err() {
+        return 0;
     }
+    id
 }
 
 /// The light fence of the bias (module docs): with `membarrier` a
@@ -234,8 +326,9 @@ impl<T> Token<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
             state: AtomicUsize::new(0),
-            busy: AtomicBool::new(false),
             bias: AtomicUsize::new(0),
+            #[cfg(coherent_loom_break_stale)]
+            shared: AtomicUsize::new(0),
             grant: UnsafeCell::new(Grant {
                 last: 0,
                 streak: 0,
@@ -255,24 +348,44 @@ impl<T> Token<T> {
         }
         let me = word & !GRANTED;
         // Relaxed: a first look, so that a thread the token is not biased
-        // to does not write `busy`; the check below decides.
-        if !self.is_biased_to(me, Ordering::Relaxed) {
+        // to publishes nothing; the check below decides. One fast take at
+        // a time: a take inside one (from a destructor) is ordinary.
+        if !self.is_biased_to(me, Ordering::Relaxed) || FAST.try_with(Cell::get).unwrap_or(1) != 0 {
             return None;
         }
-        self.busy.store(true, Ordering::Relaxed);
+        let address = self as *const Self as usize;
+        let flag = self.flag_of(me);
+        flag.store(address, Ordering::Relaxed);
         // Orders the store above before the loads below against a
         // revoker's heavy fence (module docs).
         light_fence();
         // Acquire: pairs with the grant's Release, so `bias` reads that
         // grant's thread or a later one's.
         if self.is_biased_to(me, Ordering::Acquire) {
-            let address = self as *const Self as usize;
-            let outer = FAST.try_with(|f| f.replace(address)).unwrap_or(0);
-            return Some(self.held(Some(outer)));
+            let _ = FAST.try_with(|f| f.set(address));
+            return Some(self.held(me));
         }
-        // Revoked meanwhile: we touched nothing.
-        self.busy.store(false, Ordering::Release);
+        // Revoked meanwhile: we touched nothing. Our own flag, so this
+        // clears nobody else's (module docs).
+        flag.store(0, Ordering::Release);
         None
+    }
+
+    /// The flag thread `id` publishes its fast take in (its own; under
+    /// `coherent_loom_break_stale` the token's one shared flag).
+    #[inline(always)]
+    fn flag_of(&self, id: usize) -> &AtomicUsize {
+        #[cfg(coherent_loom_break_stale)]
+        {
+            let _ = id;
+            &self.shared
+        }
+        // SAFETY: `id` is a thread id, the address of a `Flag`, and flags
+        // are never freed (`Flag`).
+        #[cfg(not(coherent_loom_break_stale))]
+        unsafe {
+            &(*(id as *const Flag)).inside
+        }
     }
 
     /// Whether the token is biased to `me` and nothing is counted.
@@ -295,7 +408,7 @@ impl<T> Token<T> {
             .state
             .compare_exchange(0, HELD, Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => Some(self.held(None)),
+            Ok(_) => Some(self.held(0)),
             Err(BIASED_IDLE) => self.revoke(),
             Err(_) => None,
         }
@@ -325,7 +438,7 @@ impl<T> Token<T> {
         // exclusion: a second writer takes a held token), to show that the
         // models catch two owners in one shard (docs/guarantees.md).
         if was & HELD == 0 || cfg!(coherent_loom_break_owner) {
-            Some(self.held(None))
+            Some(self.held(0))
         } else if was & BIASED != 0 {
             self.revoke()
         } else {
@@ -352,7 +465,7 @@ impl<T> Token<T> {
     /// Ends the bias and returns the token held, if this call is the one
     /// that cleared `BIASED` (module docs); `None` if another taker did
     /// (it holds the token and will see what is counted), or if the biased
-    /// thread itself re-enters while busy (its release will).
+    /// thread itself re-enters inside its fast take (its release will).
     #[cold]
     #[inline(never)]
     fn revoke(&self) -> Option<Held<'_, T>> {
@@ -364,7 +477,7 @@ impl<T> Token<T> {
             return None;
         }
         // Acquire: the grant's holder's changes (the biased thread's own
-        // come with `busy` below), and `bias` as that grant wrote it.
+        // come with its flag below), and `bias` as that grant wrote it.
         let was = self.state.fetch_and(!BIASED, Ordering::Acquire);
         if was & BIASED == 0 {
             return None;
@@ -374,18 +487,20 @@ impl<T> Token<T> {
         let me = thread_word() & !GRANTED;
         let mine = me != 0 && self.bias.load(Ordering::Relaxed) == me;
         if !mine && !cfg!(coherent_loom_break_bias) {
-            // Another thread's bias: after the heavy fence, its `busy =
-            // true` is visible if it got past its check (module docs).
+            // Another thread's bias: after the heavy fence, its flag store
+            // is visible if it got past its check (module docs).
             // (`coherent_loom_break_bias_fence`: no fence, only the wait;
             // the models catch the biased thread's check and the wait
             // both passing.)
             while !cfg!(coherent_loom_break_bias_fence) && !reclaim::heavy_fence() {
                 crate::sync::thread::yield_now();
             }
-            // Acquire: pairs with its Release `busy = false`; what it did
-            // as holder is visible to us.
+            // Acquire: pairs with its Release clearing of its flag; what it
+            // did as holder is visible to us. `bias` is a thread's id (a
+            // grant wrote it, and grants need an id).
+            let flag = self.flag_of(self.bias.load(Ordering::Relaxed));
             let mut spins = 0u32;
-            while self.busy.load(Ordering::Acquire) {
+            while flag.load(Ordering::Acquire) == address {
                 spins += 1;
                 if spins % 64 == 0 {
                     crate::sync::thread::yield_now();
@@ -395,8 +510,8 @@ impl<T> Token<T> {
             }
         }
         // `mine`: we are the biased thread, not in a fast take of this
-        // token (checked above), so `busy` is false and ours.
-        let held = self.held(None);
+        // token (checked above), so our flag does not name it.
+        let held = self.held(0);
         if !mine {
             held.grant(|g| g.need = g.need.saturating_mul(2).min(MAX_NEED));
         }
@@ -408,7 +523,7 @@ impl<T> Token<T> {
         self.state.load(Ordering::Relaxed) / ONE
     }
 
-    fn held(&self, fast: Option<usize>) -> Held<'_, T> {
+    fn held(&self, fast: usize) -> Held<'_, T> {
         Held {
             token: self,
             value: ManuallyDrop::new(self.value.get_mut()),
@@ -425,9 +540,9 @@ pub(crate) struct Held<'a, T> {
     /// Ended (dropped) before the token is released, so that under loom
     /// the access ends before the release that orders it.
     value: ManuallyDrop<MutPtr<T>>,
-    /// `Some(outer)` if taken by the biased thread's fast take (released
-    /// by `busy = false`); `outer` is what [`FAST`] held before it.
-    fast: Option<usize>,
+    /// The taking thread's id if taken by its fast take (released by
+    /// clearing that thread's flag), 0 otherwise.
+    fast: usize,
 }
 
 impl<'a, T> Held<'a, T> {
@@ -459,7 +574,7 @@ impl<'a, T> Held<'a, T> {
     /// Releases the token unless messages are counted, in which case it is
     /// handed back with how many there are to take out. A release after
     /// [`Grant::need`] takes in a row by this thread leaves the token
-    /// biased to it. The biased thread's release is a store of `busy`;
+    /// biased to it. The biased thread's release clears its flag;
     /// should it find messages counted with the bias still standing (it
     /// counted one itself, from a destructor), it revokes its own bias and
     /// hands the token back to drain them like any holder.
@@ -471,13 +586,14 @@ impl<'a, T> Held<'a, T> {
     #[inline(always)]
     pub(crate) fn release(mut self) -> Release<'a, T> {
         let token = self.token;
-        if let Some(outer) = self.fast {
+        let me = self.fast;
+        if me != 0 {
             // SAFETY: as below.
             unsafe { ManuallyDrop::drop(&mut self.value) };
             std::mem::forget(self);
             // Release: a revoker that reads this (Acquire) sees our changes.
-            token.busy.store(false, Ordering::Release);
-            let _ = FAST.try_with(|f| f.set(outer));
+            token.flag_of(me).store(0, Ordering::Release);
+            let _ = FAST.try_with(|f| f.set(0));
             if token.state.load(Ordering::Relaxed) == BIASED_IDLE {
                 return Release::Done;
             }
@@ -549,7 +665,7 @@ impl<'a, T> Token<T> {
     /// After the biased thread's release found the word changed: either a
     /// revoker cleared `BIASED` (it holds the token and will drain), or
     /// messages are counted under the bias, which only this thread can
-    /// have done while busy (`revoke`); then it ends its own bias and
+    /// have done inside its fast take (`revoke`); then it ends its own bias and
     /// drains them.
     #[cold]
     #[inline(never)]
@@ -596,11 +712,11 @@ impl<T> Drop for Held<'_, T> {
         // unwinding owner (`shard.rs`) re-takes the token if so.
         // SAFETY: `value` is not used again.
         unsafe { ManuallyDrop::drop(&mut self.value) };
-        if let Some(outer) = self.fast {
+        if self.fast != 0 {
             // The bias stands; a revoker (who counted its message in
             // first) waits for this.
-            self.token.busy.store(false, Ordering::Release);
-            let _ = FAST.try_with(|f| f.set(outer));
+            self.token.flag_of(self.fast).store(0, Ordering::Release);
+            let _ = FAST.try_with(|f| f.set(0));
             return;
         }
         self.token.state.fetch_and(!HELD, Ordering::Release);
@@ -685,9 +801,11 @@ mod tests {
         // The fast take: no read-modify-write, and the word is untouched.
         let mut held = t.take_biased().expect("biased to this thread");
         *held += 1;
-        assert!(t.busy.load(Ordering::Relaxed));
+        // Published in this thread's own flag, and cleared by the release.
+        let flag = t.flag_of(thread_id());
+        assert_eq!(flag.load(Ordering::Relaxed), &t as *const _ as usize);
         assert!(matches!(held.release(), Release::Done));
-        assert!(!t.busy.load(Ordering::Relaxed));
+        assert_eq!(flag.load(Ordering::Relaxed), 0);
         assert_eq!(t.state.load(Ordering::Relaxed), BIASED_IDLE);
         // Another thread: no fast take for it; its ordinary take revokes
         // the bias (a heavy fence) and sees the biased thread's changes.
@@ -710,6 +828,54 @@ mod tests {
         assert_eq!(
             *t.take().expect("our own bias: revoked at once"),
             3 * FIRST_NEED + 2
+        );
+    }
+
+    #[test]
+    fn an_exited_threads_flag_is_given_to_a_later_thread_which_inherits_its_bias() {
+        let t = Token::new(0u32);
+        // A thread earns the bias, writes by its fast take, and exits.
+        let id = std::thread::scope(|s| {
+            s.spawn(|| {
+                take_turns(&t, FIRST_NEED);
+                if let Some(mut held) = t.take_biased() {
+                    *held += 1;
+                    assert!(matches!(held.release(), Release::Done));
+                }
+                thread_id()
+            })
+            .join()
+            .expect("no panic")
+        });
+        assert_ne!(id, 0);
+        // Its flag went back to the free list; a later thread gets it (the
+        // list is a stack, but other tests' threads take flags too, so try
+        // a few threads; each gives its flag back as it exits).
+        let mut inherited = false;
+        for _ in 0..1000 {
+            inherited = std::thread::scope(|s| {
+                s.spawn(|| {
+                    if thread_id() != id {
+                        return false;
+                    }
+                    // The inherited bias is this thread's own: its take
+                    // revokes it without waiting, and sees every change.
+                    let mut held = t.take_idle().expect("biased to us: taken");
+                    assert_eq!(*held, FIRST_NEED + u32::from(reclaim::asymmetric()));
+                    *held += 1;
+                    assert!(matches!(held.release(), Release::Done));
+                    true
+                })
+                .join()
+                .expect("no panic")
+            });
+            if inherited {
+                break;
+            }
+        }
+        assert!(
+            inherited,
+            "an exited thread's flag was never handed out again"
         );
     }
 
@@ -791,7 +957,8 @@ mod loom_tests {
     /// the two never hold the token at once (loom checks every access to
     /// the value) and neither change is lost. Building with `--cfg
     /// coherent_loom_break_bias` (revoking without the heavy fence and the
-    /// wait for `busy`) makes loom report the two accesses racing.
+    /// wait for the biased thread's flag) makes loom report the two
+    /// accesses racing.
     #[test]
     fn a_revoked_bias_never_leaves_two_holders() {
         crate::loom_model("token_bias_revoke", || {
@@ -811,6 +978,46 @@ mod loom_tests {
             other.join().unwrap();
             let held = token.take().expect("free or biased: taken");
             assert_eq!(*held, 111);
+            assert_eq!(held.queued(), 0);
+        });
+    }
+
+    /// A thread whose bias was revoked while it was between its first
+    /// look and its check (it saw the token biased to itself, then waited)
+    /// must not disturb the flag of the thread biased next. Here `other`
+    /// revokes this thread's bias, takes the token twice (the streak a
+    /// grant needs after one revocation), is granted the bias and writes
+    /// through its own fast take, while this thread's fast take backs off
+    /// and falls back to the ordinary take, which revokes `other`'s bias.
+    /// With one `busy` flag per token, written by whichever thread passed
+    /// its first look, this thread's back-off cleared the flag `other` had
+    /// set, and the revocation that followed found it clear while `other`
+    /// was still writing: loom reported the two accesses racing (`--cfg
+    /// coherent_loom_break_stale` puts that flag back).
+    #[test]
+    fn a_stale_fast_take_never_clears_the_next_biased_threads_flag() {
+        crate::loom_model("token_bias_stale", || {
+            let token = biased_to_this_thread();
+            let other = {
+                let token = token.clone();
+                loom::thread::spawn(move || {
+                    for _ in 0..2 {
+                        loop {
+                            if let Some(mut held) = token.take_idle() {
+                                *held += 10;
+                                drain_and_release(held);
+                                break;
+                            }
+                            loom::thread::yield_now();
+                        }
+                    }
+                    write_as_biased(&token);
+                })
+            };
+            write_as_biased(&token);
+            other.join().unwrap();
+            let held = token.take().expect("free or biased: taken");
+            assert_eq!(*held, 221);
             assert_eq!(held.queued(), 0);
         });
     }
