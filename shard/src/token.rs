@@ -952,6 +952,19 @@ mod loom_tests {
         }
     }
 
+    /// Another thread's write: the ordinary take (revoking a bias it
+    /// finds), adding 10.
+    fn write_ordinarily(token: &Token<u64>) {
+        loop {
+            if let Some(mut held) = token.take_idle() {
+                *held += 10;
+                drain_and_release(held);
+                return;
+            }
+            loom::thread::yield_now();
+        }
+    }
+
     /// Another thread takes the token while the biased thread uses its
     /// fast take: the revocation makes it wait for the biased thread, so
     /// the two never hold the token at once (loom checks every access to
@@ -965,14 +978,7 @@ mod loom_tests {
             let token = biased_to_this_thread();
             let other = {
                 let token = token.clone();
-                loom::thread::spawn(move || loop {
-                    if let Some(mut held) = token.take_idle() {
-                        *held += 10;
-                        drain_and_release(held);
-                        return;
-                    }
-                    loom::thread::yield_now();
-                })
+                loom::thread::spawn(move || write_ordinarily(&token))
             };
             write_as_biased(&token);
             other.join().unwrap();
@@ -1001,16 +1007,8 @@ mod loom_tests {
             let other = {
                 let token = token.clone();
                 loom::thread::spawn(move || {
-                    for _ in 0..2 {
-                        loop {
-                            if let Some(mut held) = token.take_idle() {
-                                *held += 10;
-                                drain_and_release(held);
-                                break;
-                            }
-                            loom::thread::yield_now();
-                        }
-                    }
+                    write_ordinarily(&token);
+                    write_ordinarily(&token);
                     write_as_biased(&token);
                 })
             };
