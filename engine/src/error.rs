@@ -9,10 +9,13 @@ pub enum Error {
     /// The builder was given a setting it cannot honour; the message says
     /// which and why.
     InvalidConfig(String),
-    /// A write or load was called from inside an `update` closure. The
-    /// closure runs as the owner of a shard, and waiting on a shard from
-    /// there could wait on itself; nothing was changed. Reads (`get`) are
-    /// fine inside a closure.
+    /// A write or load was called from code the cache runs as the owner
+    /// of a shard: an `update` closure, the removal listener, the weigher,
+    /// or the `Drop` of a key or value the shard is letting go of (the key
+    /// of a write that replaced a value in place, a replaced or removed
+    /// entry). Waiting on a shard from there could wait on itself, or on a
+    /// thread waiting on this one; nothing was changed. Reads (`get`) are
+    /// fine there.
     Reentrant,
     /// The `update` closure panicked (the panic's message is kept). Nothing
     /// was changed and the cache goes on serving.
@@ -38,7 +41,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidConfig(why) => write!(f, "invalid cache configuration: {why}"),
             Error::Reentrant => f.write_str(
-                "cache write called from inside an update closure (would wait on its own shard)",
+                "cache write called from inside an update closure, listener or drop run by a shard (would wait on its own shard)",
             ),
             Error::UpdatePanicked(msg) => {
                 write!(f, "update closure panicked, nothing was changed: {msg}")

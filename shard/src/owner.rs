@@ -58,6 +58,38 @@ pub(crate) fn in_closure() -> bool {
     IN_CLOSURE.with(Cell::get)
 }
 
+/// The reentrancy flag, raised for as long as a shard's token is held when
+/// `K` or `V` has drop glue: the owner drops keys and values under the
+/// token (the key of a write that replaced a word value in place, a
+/// queued message's, a replaced entry's), and a cache write from such a
+/// `Drop` would wait for a token this thread holds (or, from two threads,
+/// for each other's). It is refused instead (`Error::Reentrant`), like a
+/// write from an update closure. Types without drop glue run no user code
+/// there and pay nothing (tests/tests/drop_writes.rs).
+#[derive(Clone, Copy)]
+#[must_use]
+pub(crate) struct HeldFlag(Option<bool>);
+
+impl HeldFlag {
+    /// Raises the flag if `K` or `V` has drop glue, remembering what it was.
+    #[inline(always)]
+    pub(crate) fn raise<K, V>() -> Self {
+        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+            HeldFlag(Some(IN_CLOSURE.with(|c| c.replace(true))))
+        } else {
+            HeldFlag(None)
+        }
+    }
+
+    /// Puts the flag back as [`raise`](Self::raise) found it.
+    #[inline(always)]
+    pub(crate) fn lower(self) {
+        if let Some(was) = self.0 {
+            IN_CLOSURE.with(|c| c.set(was));
+        }
+    }
+}
+
 /// Runs `f` with the reentrancy flag set, restoring it even if `f` panics.
 fn as_closure<R>(f: impl FnOnce() -> R) -> R {
     struct Reset(bool);

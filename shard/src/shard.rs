@@ -28,7 +28,7 @@ use crate::completion::{completion, Completion, Responder};
 use crate::limits::{ReadCounter, ReadCounts, ShardConfig, ShardStats, Stats};
 use crate::mailbox::{Full, Mailbox};
 use crate::message::{Op, Reply};
-use crate::owner::{in_closure, Owner, Published, MIN_SLOTS};
+use crate::owner::{in_closure, HeldFlag, Owner, Published, MIN_SLOTS};
 use crate::reclaim::{self, Pin};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::table::{Entry, Found, OwnedSlots, Slots, Visible};
@@ -691,6 +691,9 @@ struct Holding<'a, K, V> {
     shard: &'a Shard<K, V>,
     /// Taken out only by `release` (which then forgets `self`) or `drop`.
     owner: ManuallyDrop<Held<'a, Owner<K, V>>>,
+    /// Raised while the token is held: a write from a key's or value's
+    /// `Drop` run by the owner is refused, not deadlocked (`HeldFlag`).
+    flag: HeldFlag,
 }
 
 impl<'a, K, V> Holding<'a, K, V>
@@ -702,6 +705,7 @@ where
         Self {
             shard,
             owner: ManuallyDrop::new(owner),
+            flag: HeldFlag::raise::<K, V>(),
         }
     }
 
@@ -716,6 +720,8 @@ where
         let mut this = ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped, so `owner` is taken out once.
         let owner = unsafe { ManuallyDrop::take(&mut this.owner) };
+        // Every drop under the token is done; a release runs no user code.
+        this.flag.lower();
         if let Release::Queued(owner, queued) = owner.release() {
             Holding::new(this.shard, owner).drain_and_release(queued);
         }
@@ -732,6 +738,7 @@ where
             let mut this = ManuallyDrop::new(self);
             // SAFETY: as in `release`.
             let owner = unsafe { ManuallyDrop::take(&mut this.owner) };
+            this.flag.lower();
             match owner.release() {
                 Release::Done => break,
                 Release::Queued(owner, more) => {
@@ -803,7 +810,9 @@ impl<K, V> Drop for Holding<'_, K, V> {
         // forgets `self`).
         // SAFETY: `drop` runs once and `owner` is not used after it.
         let owner = unsafe { ManuallyDrop::take(&mut self.owner) };
+        // The failed messages' keys and values drop under the token too.
         self.fail_queued(owner);
+        self.flag.lower();
     }
 }
 
