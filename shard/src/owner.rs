@@ -13,7 +13,8 @@ use crate::message::{Op, Reply, TxnOp};
 use crate::policy::Policy;
 use crate::reclaim::Garbage;
 use crate::table::{
-    EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put, Retired, Slots, View, Was,
+    marks_of_a_lasting_entry, EntryRef, Life, OwnedEntry, OwnedIntent, OwnedSlots, Probe, Put,
+    Retired, Slots, View, Was,
 };
 use crate::tag::Tag;
 use crate::value::Value;
@@ -195,6 +196,10 @@ pub(crate) struct Owner<K, V> {
     /// removal listener (it must be handed the replaced value) and no
     /// default expiry (a replacement restarts the entry's clock).
     in_place: bool,
+    /// The marks of an entry a word value may replace in place: one that
+    /// cannot expire, extended exactly when the shard is bounded
+    /// ([`marks_of_a_lasting_entry`]); compared in one instruction.
+    in_place_marks: u64,
     /// Closed (`Op::Close`): every message is refused with `Reply::Closed`.
     closed: bool,
     /// What was unlinked from `table` (or was `table`) and readers may
@@ -305,6 +310,7 @@ where
             mortal: false,
             closed: false,
             in_place: config.listener.is_none() && config.expiry == Expiry::default(),
+            in_place_marks: marks_of_a_lasting_entry(config.budget.is_some()),
             extras: config.budget.is_some()
                 || config.listener.is_some()
                 || config.expiry != Expiry::default(),
@@ -1199,7 +1205,7 @@ where
             let table = self.table.as_ref().expect("an owner always has a table");
             let (probe, found) = table.get().probe_entry(hash, &key);
             if let (Probe::Found(i), Some(e)) = (probe, found) {
-                if !e.mortal() && e.extra().is_some() == self.policy.is_some() {
+                if e.marks() == self.in_place_marks {
                     // SAFETY: `V` is in place, and we hold the token of the
                     // shard whose table holds `e`.
                     unsafe { e.value.replace(value) };

@@ -73,6 +73,16 @@ const MORTAL: u64 = 1 << 38;
 /// The bits of `Entry::stored` that are marks, not hash.
 const MARKS: u64 = EXT | MORTAL;
 
+/// The marks ([`EntryRef::marks`]) of an entry that cannot expire, in a
+/// shard that is `bounded` (extended) or not (plain).
+pub(crate) fn marks_of_a_lasting_entry(bounded: bool) -> u64 {
+    if bounded {
+        EXT
+    } else {
+        0
+    }
+}
+
 /// An extended entry: the header, then what only bounded or expiring
 /// entries need.
 #[repr(C)]
@@ -291,6 +301,13 @@ impl<'a, K, V> EntryRef<'a, K, V> {
             ptr: unsafe { NonNull::new_unchecked(ptr) },
             _entry: PhantomData,
         }
+    }
+
+    /// The entry's layout marks ([`EXT`], [`MORTAL`]), to compare with
+    /// [`marks_of_a_lasting_entry`] in one instruction.
+    #[inline(always)]
+    pub(crate) fn marks(self) -> u64 {
+        self.stored & MARKS
     }
 
     /// The extra part of an extended entry.
