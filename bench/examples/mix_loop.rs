@@ -1,14 +1,14 @@
 //! One thread, a fixed number of operations of the `compare` walk (Zipf 1.0
 //! over 100k keys, prefilled), `WRITES` per mille of them inserts, on one
 //! cache: `mix_loop WRITES CACHE` (CACHE 0 = coherent, 1 = quick_cache,
-//! 2 = moka, 3 = dashmap). A fixed count rather than a time window, for
+//! 2 = moka, 3 = dashmap, 4 = coherent bounded as quick_cache is). A fixed count rather than a time window, for
 //! `perf record`: the write-path profile in docs/design.md ("Where a write
 //! in the Zipf mix waits") is `perf record -e cpu-clock mix_loop 1000 0`.
 //! `N` sets the operation count (default 20M): the per-insert instruction
 //! counts in docs/design.md ("Instructions on the insert path") are
 //! `N=0` and `N=2000000` under `valgrind --tool=callgrind`, differenced.
 
-use coherent_bench::{prefilled, zipf_keys, Walk};
+use coherent_bench::{prefilled, prefilled_bounded, zipf_keys, Walk};
 use std::time::Instant;
 
 fn main() {
@@ -19,7 +19,8 @@ fn main() {
     };
     let (writes, which) = (arg(1, 1000) as u32, arg(2, 0) as usize);
     let keys = zipf_keys(100_000, 1.0, 1 << 20, 1);
-    let targets = prefilled(100_000);
+    let mut targets = prefilled(100_000);
+    targets.push(prefilled_bounded(100_000));
     let target = &targets[which.min(targets.len() - 1)];
     let mut walk = Walk::new(&keys, 0, 1, writes);
     let n: u64 = std::env::var("N").map_or(20_000_000, |v| v.parse().expect("N"));
