@@ -213,6 +213,8 @@ pub(crate) struct Policy {
     /// Live entries in both rings (the ghost's length follows it).
     entries: usize,
     climber: Climber,
+    /// Whether entries have weights of their own (a weigher).
+    weighed: bool,
 }
 
 impl Policy {
@@ -227,6 +229,7 @@ impl Policy {
             ghost_count: HashMap::default(),
             entries: 0,
             climber: Climber::new(budget),
+            weighed,
         }
     }
 
@@ -288,7 +291,22 @@ impl Policy {
     /// only its weight may change. One the policy does not track (it was
     /// staged by a transaction) is tracked from now on, as a replacement by
     /// a new entry would be.
+    ///
+    /// Inline for its common case, a tracked entry without weights, where
+    /// nothing changes (the call was 11 instructions of a bounded insert:
+    /// callgrind, docs/design.md).
+    #[inline(always)]
     pub(crate) fn rewritten<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, weight: u32) {
+        if !self.weighed && matches!(extra(e).meta.get() >> POS_BITS, SMALL | MAIN) {
+            return;
+        }
+        self.rewritten_slow(slot, e, weight);
+    }
+
+    /// [`rewritten`](Self::rewritten) with weights, or for an untracked
+    /// entry.
+    #[inline(never)]
+    fn rewritten_slow<K, V>(&mut self, slot: usize, e: EntryRef<'_, K, V>, weight: u32) {
         if self.reweigh(slot, e, weight).is_none() {
             self.insert(slot, e, weight);
         }
