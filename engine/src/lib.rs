@@ -37,6 +37,16 @@
 //!
 //! `docs/guarantees.md` in the repository states each precisely and names the
 //! test that checks it.
+//!
+//! # Code the cache runs for you
+//!
+//! Some of your code runs inside a shard, while the shard applies a change:
+//! `update` closures, the removal listener, the weigher, and the `Drop` of
+//! the keys and values a shard lets go of (the key of a write that replaced
+//! a value, a replaced or removed entry). That code may read the cache. A
+//! write from it is refused with [`Error::Reentrant`], because it could wait
+//! for the shard it runs in. A key's `Hash`, `Eq` and `Clone` also run inside
+//! the shard, and must not write to the cache at all.
 
 mod builder;
 mod cache;
