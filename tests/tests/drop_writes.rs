@@ -175,7 +175,8 @@ where
     let (l, c) = (log.clone(), cache.clone());
     let worker = std::thread::spawn(move || {
         ops(&c, &l);
-        // Drops every entry (armed values among them) and the retired ones.
+        // Retires every entry (armed ones among them): their drops run
+        // under the token too, once no reader can hold them.
         c.close().unwrap();
         drop(c);
         let _ = done.send(());
