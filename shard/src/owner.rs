@@ -75,6 +75,12 @@ impl HeldFlag {
     /// Raises the flag if `K` or `V` has drop glue, remembering what it was.
     #[inline(always)]
     pub(crate) fn raise<K, V>() -> Self {
+        // `coherent_break_held_flag`: deliberately broken (the flag is never
+        // raised, as before issue 6's fourteenth round), to show that
+        // `tests/tests/drop_writes.rs` catches the hang (`.ci/run`).
+        if cfg!(coherent_break_held_flag) {
+            return HeldFlag(None);
+        }
         if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
             HeldFlag(Some(IN_CLOSURE.with(|c| c.replace(true))))
         } else {

@@ -6,8 +6,13 @@
 //! such a `Drop` would wait for the token its own thread holds (or, with
 //! two threads, for each other's). It must be refused with
 //! `Error::Reentrant`, like a write from an update closure, or run; never
-//! hang. A watchdog fails the test if an operation does not return: it
-//! detects a hang, it orders nothing.
+//! hang. A watchdog fails the test if an operation does not return within
+//! `DROP_WRITES_WATCHDOG_S` seconds (60 unless set): it detects a hang, it
+//! orders nothing.
+//!
+//! The naive variant is the shard without its held flag: `.ci/run` builds
+//! it (`--cfg coherent_break_held_flag`) and requires the in-place and
+//! crossed cases to fail by their watchdog.
 
 use coherent::{Cache, Error};
 use std::hash::{Hash, Hasher};
@@ -181,7 +186,11 @@ where
         drop(c);
         let _ = done.send(());
     });
-    match finished.recv_timeout(Duration::from_secs(60)) {
+    let watchdog = std::env::var("DROP_WRITES_WATCHDOG_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    match finished.recv_timeout(Duration::from_secs(watchdog)) {
         Ok(()) => worker.join().unwrap(),
         // The worker panicked: its own message says why.
         Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -191,7 +200,7 @@ where
         }
         Err(mpsc::RecvTimeoutError::Timeout) => {
             panic!(
-                "{name}: an operation did not return within 60 s: a write from a drop deadlocked"
+                "{name}: an operation did not return within {watchdog} s: a write from a drop deadlocked"
             )
         }
     }
