@@ -967,6 +967,23 @@ mod loom_tests {
         }
     }
 
+    /// Runs `other` on a second thread while this thread, the token's
+    /// biased one, writes by its fast take; then checks that nothing
+    /// counted was stranded and that the token holds `expect` (1 from the
+    /// grant, 100 from this thread's write, and what `other` added).
+    fn beside_a_biased_write(other: fn(&Token<u64>), expect: u64) {
+        let token = biased_to_this_thread();
+        let second = {
+            let token = token.clone();
+            loom::thread::spawn(move || other(&token))
+        };
+        write_as_biased(&token);
+        second.join().unwrap();
+        let held = token.take().expect("free or biased: taken");
+        assert_eq!(held.queued(), 0, "a counted message was stranded");
+        assert_eq!(*held, expect);
+    }
+
     /// Another thread takes the token while the biased thread uses its
     /// fast take: the revocation makes it wait for the biased thread, so
     /// the two never hold the token at once (loom checks every access to
@@ -977,16 +994,7 @@ mod loom_tests {
     #[test]
     fn a_revoked_bias_never_leaves_two_holders() {
         crate::loom_model("token_bias_revoke", || {
-            let token = biased_to_this_thread();
-            let other = {
-                let token = token.clone();
-                loom::thread::spawn(move || write_ordinarily(&token))
-            };
-            write_as_biased(&token);
-            other.join().unwrap();
-            let held = token.take().expect("free or biased: taken");
-            assert_eq!(*held, 111);
-            assert_eq!(held.queued(), 0);
+            beside_a_biased_write(write_ordinarily, 111);
         });
     }
 
@@ -1005,20 +1013,14 @@ mod loom_tests {
     #[test]
     fn a_stale_fast_take_never_clears_the_next_biased_threads_flag() {
         crate::loom_model("token_bias_stale", || {
-            let token = biased_to_this_thread();
-            let other = {
-                let token = token.clone();
-                loom::thread::spawn(move || {
-                    write_ordinarily(&token);
-                    write_ordinarily(&token);
-                    write_as_biased(&token);
-                })
-            };
-            write_as_biased(&token);
-            other.join().unwrap();
-            let held = token.take().expect("free or biased: taken");
-            assert_eq!(*held, 221);
-            assert_eq!(held.queued(), 0);
+            beside_a_biased_write(
+                |token| {
+                    write_ordinarily(token);
+                    write_ordinarily(token);
+                    write_as_biased(token);
+                },
+                221,
+            );
         });
     }
 
@@ -1028,20 +1030,15 @@ mod loom_tests {
     #[test]
     fn a_message_counted_under_a_bias_is_drained() {
         crate::loom_model("token_bias_count_in", || {
-            let token = biased_to_this_thread();
-            let other = {
-                let token = token.clone();
-                loom::thread::spawn(move || {
+            // `other` counts a message in; its drain adds 10.
+            beside_a_biased_write(
+                |token| {
                     if let Some(held) = token.count_in() {
                         drain_and_release(held);
                     }
-                })
-            };
-            write_as_biased(&token);
-            other.join().unwrap();
-            let held = token.take().expect("free or biased: taken");
-            assert_eq!(held.queued(), 0, "a counted message was stranded");
-            assert_eq!(*held, 111);
+                },
+                111,
+            );
         });
     }
 }
