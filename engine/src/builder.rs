@@ -12,6 +12,11 @@ use std::time::Duration;
 /// The most shards a cache may have.
 pub const MAX_SHARDS: usize = 1 << 16;
 
+/// The deepest mailbox a shard may have
+/// ([`CacheBuilder::mailbox_capacity`]): 65,536 messages, about 6 MiB a
+/// shard for small keys and values, allocated when the cache is built.
+pub const MAX_MAILBOX_CAPACITY: usize = 1 << 16;
+
 /// The smallest share of `max_capacity` a shard gets when the builder
 /// picks the shard count.
 const MIN_SHARE: u64 = 256;
@@ -212,16 +217,42 @@ where
     }
 
     /// Messages one shard queues before writers wait for room (default
-    /// 64). Must be at least 1. No message is ever dropped. The queue is
-    /// allocated up front, about 100 bytes a message for small keys and
-    /// values; a deeper one did not write faster from 16 threads or 256
-    /// async tasks into one shard (`bench/examples/mailbox_depth.rs`).
+    /// 64). Must be between 1 and [`MAX_MAILBOX_CAPACITY`]. No message is
+    /// ever dropped. The queue is allocated up front, about 100 bytes a
+    /// message for small keys and values; a deeper one did not write
+    /// faster from 16 threads or 256 async tasks into one shard
+    /// (`bench/examples/mailbox_depth.rs`).
+    ///
+    /// ```
+    /// use coherent::{Cache, MAX_MAILBOX_CAPACITY};
+    /// assert!(Cache::<u64, u64>::builder().mailbox_capacity(256).build().is_ok());
+    /// let e = Cache::<u64, u64>::builder()
+    ///     .mailbox_capacity(MAX_MAILBOX_CAPACITY + 1)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(e.to_string().contains("mailbox_capacity"), "{e}");
+    /// ```
     pub fn mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
         self
     }
 
     /// Entries expected, spread over the shards (default 0: tables grow).
+    /// A hint that sizes each shard's first table, so that filling the
+    /// cache to `n` entries rebuilds none; tables still grow past it. A
+    /// bounded cache without a weigher sizes for at most `max_capacity`
+    /// entries. The tables are zeroed memory, which the system hands over
+    /// as their slots are used. If it cannot hand over that much address
+    /// space, [`build`](Self::build) says so, with
+    /// [`Error::InvalidConfig`], rather than aborting.
+    ///
+    /// ```
+    /// use coherent::{Cache, Error};
+    /// let cache = Cache::<u64, u64>::builder().initial_capacity(100_000).build().unwrap();
+    /// cache.insert(1, 1).unwrap();
+    /// let e = Cache::<u64, u64>::builder().initial_capacity(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(e, Error::InvalidConfig(_)), "{e}");
+    /// ```
     pub fn initial_capacity(mut self, n: usize) -> Self {
         self.initial_capacity = n;
         self
@@ -235,10 +266,11 @@ where
                 self.shards
             )));
         }
-        if self.mailbox_capacity == 0 {
-            return Err(Error::InvalidConfig(
-                "mailbox_capacity must be at least 1".to_owned(),
-            ));
+        if self.mailbox_capacity == 0 || self.mailbox_capacity > MAX_MAILBOX_CAPACITY {
+            return Err(Error::InvalidConfig(format!(
+                "mailbox_capacity must be between 1 and {MAX_MAILBOX_CAPACITY}, got {}",
+                self.mailbox_capacity
+            )));
         }
         let mut shards = self.shards;
         if let Some(cap) = self.max_capacity {
@@ -267,21 +299,37 @@ where
         let per_shard = self.initial_capacity.div_ceil(shards);
         let reads = coherent_shard::ReadCounts::new(shards);
         let configs = (0..shards)
-            .map(|i| ShardConfig {
-                mailbox_capacity: self.mailbox_capacity,
-                initial_capacity: per_shard,
-                budget: self.max_capacity.map(|cap| {
+            .map(|i| {
+                let budget = self.max_capacity.map(|cap| {
                     let n = shards as u64;
                     cap / n + u64::from((i as u64) < cap % n)
-                }),
-                weigher: self.weigher.clone(),
-                expiry: self.expiry,
-                listener: self.listener.clone(),
-                clock: self.clock.clone(),
-                reads: Some((reads.clone(), i)),
-                count_reads: self.stats.unwrap_or(self.max_capacity.is_some()),
+                });
+                // Without a weigher an entry weighs 1, so a shard never
+                // holds more entries than its budget.
+                let initial_capacity = match budget {
+                    Some(b) if self.weigher.is_none() => {
+                        per_shard.min(usize::try_from(b).unwrap_or(usize::MAX))
+                    }
+                    _ => per_shard,
+                };
+                ShardConfig {
+                    mailbox_capacity: self.mailbox_capacity,
+                    initial_capacity,
+                    budget,
+                    weigher: self.weigher.clone(),
+                    expiry: self.expiry,
+                    listener: self.listener.clone(),
+                    clock: self.clock.clone(),
+                    reads: Some((reads.clone(), i)),
+                    count_reads: self.stats.unwrap_or(self.max_capacity.is_some()),
+                }
             })
             .collect();
-        Ok(Cache::from_configs(configs))
+        Cache::from_configs(configs).map_err(|e| {
+            Error::InvalidConfig(format!(
+                "initial_capacity {} cannot be had: {e}",
+                self.initial_capacity
+            ))
+        })
     }
 }

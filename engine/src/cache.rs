@@ -96,14 +96,22 @@ where
         CacheBuilder::default()
     }
 
-    pub(crate) fn from_configs(configs: Vec<coherent_shard::ShardConfig<K, V>>) -> Self {
-        let shards = crate::sync::shards(configs.into_iter().map(Shard::with_config));
+    /// A cache of one shard per config, or the first shard whose table
+    /// could not be allocated (none is kept).
+    pub(crate) fn from_configs(
+        configs: Vec<coherent_shard::ShardConfig<K, V>>,
+    ) -> Result<Self, coherent_shard::TableTooLarge> {
+        let built = configs
+            .into_iter()
+            .map(Shard::try_with_config)
+            .collect::<Result<Vec<_>, _>>()?;
+        let shards = crate::sync::shards(built.into_iter());
         let hasher = crate::sync::hasher();
-        Self {
+        Ok(Self {
             shards,
             hasher,
             watermark: Arc::new(Watermark::new()),
-        }
+        })
     }
 
     /// Returns a clone of the value of `key`, if cached.

@@ -56,7 +56,7 @@ mod sync;
 mod txn;
 mod visibility;
 
-pub use crate::builder::{CacheBuilder, MAX_SHARDS};
+pub use crate::builder::{CacheBuilder, MAX_MAILBOX_CAPACITY, MAX_SHARDS};
 pub use crate::cache::Cache;
 pub use crate::error::{Error, LoadError};
 pub use crate::txn::Transaction;

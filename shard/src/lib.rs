@@ -42,7 +42,7 @@ pub use crate::clock::Clock;
 pub use crate::completion::{Completion, Responder};
 pub use crate::limits::{Expiry, Listener, ReadCounts, RemovalCause, ShardConfig, Stats, Weigher};
 pub use crate::message::{Op, Reply, TxnOp, UpdateFn};
-pub use crate::shard::{yield_now, Shard, SubmitError, WaiterGuard};
+pub use crate::shard::{yield_now, Shard, SubmitError, TableTooLarge, WaiterGuard};
 pub use crate::table::Visible;
 pub use crate::tag::{tags, Tag};
 

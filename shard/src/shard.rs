@@ -56,6 +56,34 @@ pub enum SubmitError<T> {
     Closed,
 }
 
+/// From [`Shard::try_with_config`]: the first table, sized for
+/// `initial_capacity` entries, could not be allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableTooLarge {
+    /// The entries the table was to have room for.
+    pub entries: usize,
+    /// The slots that takes (a power of two).
+    pub slots: usize,
+}
+
+impl std::fmt::Display for TableTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.slots.checked_mul(std::mem::size_of::<usize>());
+        write!(
+            f,
+            "a shard's first table for {} entries ({} slots, ",
+            self.entries, self.slots
+        )?;
+        match bytes {
+            Some(b) => write!(f, "{b} bytes")?,
+            None => f.write_str("more bytes than a usize counts")?,
+        }
+        f.write_str(") could not be allocated")
+    }
+}
+
+impl std::error::Error for TableTooLarge {}
+
 /// A closed shard's refusal, as an error.
 fn refused<V, T>(reply: Reply<V>) -> Result<Reply<V>, SubmitError<T>> {
     match reply {
@@ -219,19 +247,43 @@ where
     }
 
     /// A shard configured by `config` (capacity, expiry, listener).
+    ///
+    /// # Panics
+    /// If the first table, sized by `config.initial_capacity`, cannot be
+    /// allocated; [`try_with_config`](Self::try_with_config) says so
+    /// instead.
     pub fn with_config(config: ShardConfig<K, V>) -> Self {
+        Self::try_with_config(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A shard configured by `config`, or [`TableTooLarge`] if the memory
+    /// for a first table with room for `config.initial_capacity` entries
+    /// cannot be had (its size does not fit in `isize`, or the allocator
+    /// has none). The table is zeroed memory, taken from the system as
+    /// its slots are used.
+    ///
+    /// ```
+    /// use coherent_shard::{Shard, ShardConfig};
+    /// let config = ShardConfig { initial_capacity: usize::MAX / 2, ..ShardConfig::default() };
+    /// let e = Shard::<u64, u64>::try_with_config(config).unwrap_err();
+    /// assert!(e.to_string().contains("could not be allocated"), "{e}");
+    /// ```
+    pub fn try_with_config(config: ShardConfig<K, V>) -> Result<Self, TableTooLarge> {
         // Room for `initial_capacity` at half load (growth comes at 2/3).
         let slots = (config.initial_capacity.saturating_mul(2))
             .checked_next_power_of_two()
-            .unwrap_or(1 << (usize::BITS - 2))
+            .unwrap_or(1 << (usize::BITS - 1))
             .max(MIN_SLOTS);
-        let table = OwnedSlots::new(Slots::with_slots(slots));
+        let table = OwnedSlots::new(Slots::try_with_slots(slots).ok_or(TableTooLarge {
+            entries: config.initial_capacity,
+            slots,
+        })?);
         let (reads, index) = config
             .reads
             .clone()
             .unwrap_or_else(|| (ReadCounts::new(1), 0));
         let stats = Arc::new(ShardStats::new(reads.clone(), index));
-        Self {
+        Ok(Self {
             slots: CachePadded::new(ReadSide {
                 table: Published::new(table.get()),
                 bounded: config.budget.is_some(),
@@ -244,7 +296,7 @@ where
             mailbox: Mailbox::bounded(config.mailbox_capacity.max(1)),
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// This shard's statistics so far.

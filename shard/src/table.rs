@@ -904,8 +904,11 @@ impl<K, V> OwnedSlots<K, V> {
     pub(crate) fn free_with_entries(self) {
         let slots = self.get();
         for slot in slots.slots.iter() {
-            // Relaxed: no reader is left; the owner wrote every slot.
-            let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
+            // Relaxed: no reader is left; the owner wrote every slot. A load,
+            // not a swap: `self` is consumed, so nothing reads the slots after
+            // this walk, and a slot never written stays untouched memory (a
+            // large first table: `SlotArray::try_new`).
+            let p = slot.load(Ordering::Relaxed);
             if p.is_null() || p == tomb() {
                 continue;
             }
@@ -919,8 +922,8 @@ impl<K, V> OwnedSlots<K, V> {
                 let (new, old, _shell) = intent.split();
                 drop((new, old));
             } else {
-                // SAFETY: a live slot owns its entry (`tagged`); we took the
-                // pointer out of the slot, so nobody else frees it.
+                // SAFETY: a live slot owns its entry (`tagged`); this walk,
+                // which consumes the array, is the only one to free it.
                 drop(unsafe { OwnedEntry::from_raw(untagged(p)) });
             }
         }
@@ -938,12 +941,15 @@ impl<K, V> Drop for OwnedSlots<K, V> {
 /// are free to carry the array's size in the published word.
 const ARRAY_ALIGN: usize = 64;
 
-/// A slot array in one allocation aligned to [`ARRAY_ALIGN`] (a `Box<[_]>`
-/// cannot promise more than the element's alignment). Holds atomics only:
+/// A slot array starting at a multiple of [`ARRAY_ALIGN`] inside its
+/// allocation (a `Box<[_]>` cannot promise more than the element's
+/// alignment). Holds atomics only:
 /// what the slots point to is owned through [`Slots`].
 struct SlotArray<K, V> {
     ptr: NonNull<AtomicPtr<Entry<K, V>>>,
     len: usize,
+    /// Bytes from the start of the allocation to `ptr` (see `try_new`).
+    lead: usize,
 }
 
 // SAFETY: an array of atomics, shared and sent like `Box<[AtomicPtr<_>]>`
@@ -954,28 +960,57 @@ unsafe impl<K, V> Send for SlotArray<K, V> {}
 unsafe impl<K, V> Sync for SlotArray<K, V> {}
 
 impl<K, V> SlotArray<K, V> {
-    fn layout(len: usize) -> std::alloc::Layout {
-        std::alloc::Layout::array::<AtomicPtr<Entry<K, V>>>(len)
-            .and_then(|l| l.align_to(ARRAY_ALIGN))
-            .expect("a slot array's size fits in isize")
+    /// The allocation for `len` slots, if its size fits in `isize`: room
+    /// for them and [`ARRAY_ALIGN`] more, aligned only as the allocator's
+    /// own minimum (16), so that `alloc_zeroed` is `calloc`, which takes
+    /// fresh zero pages without writing them; an alignment of 64 would
+    /// make std write every byte. The array starts at the first multiple
+    /// of 64 inside it.
+    fn try_layout(len: usize) -> Option<std::alloc::Layout> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<AtomicPtr<Entry<K, V>>>())?
+            .checked_add(ARRAY_ALIGN)?;
+        std::alloc::Layout::from_size_align(bytes, 16).ok()
     }
 
-    /// `len` empty slots (`len` > 0).
+    fn layout(len: usize) -> std::alloc::Layout {
+        Self::try_layout(len).expect("a slot array's size fits in isize")
+    }
+
+    /// `len` empty slots (`len` > 0). Aborts as `Vec` does if the memory
+    /// cannot be had (a table grows only with its entries).
     fn new(len: usize) -> Self {
+        Self::try_new(len).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(len)))
+    }
+
+    /// `len` empty slots (`len` > 0), or `None` if their size does not fit
+    /// in `isize` or the allocator has no memory for them (a shard's first
+    /// table, sized by the user's `initial_capacity`).
+    fn try_new(len: usize) -> Option<Self> {
         debug_assert!(len > 0);
-        let layout = Self::layout(len);
-        // SAFETY: the layout has a nonzero size (`len` > 0 slots of a
-        // nonzero-sized type).
-        let raw = unsafe { std::alloc::alloc(layout) }.cast::<AtomicPtr<Entry<K, V>>>();
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
+        let layout = Self::try_layout(len)?;
+        // SAFETY: the layout has a nonzero size (at least `ARRAY_ALIGN`).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        if raw.is_null() {
+            return None;
+        }
+        // The bytes up to the next multiple of `ARRAY_ALIGN`: at most
+        // `ARRAY_ALIGN - 1`, so `len` slots still fit after them.
+        let lead = raw.addr().wrapping_neg() & (ARRAY_ALIGN - 1);
+        let ptr = raw.wrapping_add(lead).cast::<AtomicPtr<Entry<K, V>>>();
+        // SAFETY: inside an allocation just made, so not null.
+        let ptr = unsafe { NonNull::new_unchecked(ptr) };
+        // All-zero bytes are `len` null `AtomicPtr`s already (an
+        // `AtomicPtr` has the representation of a raw pointer, and null is
+        // address 0), so a large first table is taken from the system only
+        // as its slots are used. Under loom they are not plain words.
+        #[cfg(coherent_loom)]
         for i in 0..len {
             // SAFETY: `i < len`, inside the allocation just made for `len`
             // slots; each is written once before any is read.
             unsafe { ptr.add(i).write(AtomicPtr::new(std::ptr::null_mut())) };
         }
-        Self { ptr, len }
+        Some(Self { ptr, len, lead })
     }
 
     /// The word readers load: the array's address with log2 of its length
@@ -998,14 +1033,19 @@ impl<K, V> std::ops::Deref for SlotArray<K, V> {
 
 impl<K, V> Drop for SlotArray<K, V> {
     fn drop(&mut self) {
-        // SAFETY: the slots were initialised in `new` and are dropped once,
-        // here; then the memory goes back with the layout it came with.
+        // SAFETY: the slots were initialised in `try_new` and are dropped
+        // once, here; then the memory goes back from the start of the
+        // allocation (`lead` bytes before the array, inside it) with the
+        // layout it came with.
         unsafe {
             std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
                 self.ptr.as_ptr(),
                 self.len,
             ));
-            std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len));
+            std::alloc::dealloc(
+                self.ptr.as_ptr().cast::<u8>().sub(self.lead),
+                Self::layout(self.len),
+            );
         }
     }
 }
@@ -1076,6 +1116,17 @@ impl<K, V> Slots<K, V> {
             mask: capacity - 1,
             _owns: PhantomData,
         }
+    }
+
+    /// [`with_slots`](Self::with_slots), or `None` if the memory cannot be
+    /// had (`SlotArray::try_new`).
+    pub(crate) fn try_with_slots(capacity: usize) -> Option<Self> {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 2);
+        Some(Self {
+            slots: SlotArray::try_new(capacity)?,
+            mask: capacity - 1,
+            _owns: PhantomData,
+        })
     }
 
     pub(crate) fn slot_count(&self) -> usize {

@@ -23,9 +23,94 @@ fn builder_rejects_bad_settings_with_a_reason() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("mailbox_capacity"), "{e}");
+    let e = Cache::<u64, u64>::builder()
+        .max_capacity(0)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidConfig(m) if m.contains("max_capacity")),
+        "{e}"
+    );
     let c = Cache::<u64, u64>::builder().shards(3).build().unwrap();
     assert_eq!(c.shard_count(), 3);
     assert!(Cache::<u64, u64>::new().shard_count() >= 1);
+}
+
+#[test]
+fn oversized_mailbox_and_initial_capacity_are_errors_not_panics_or_aborts() {
+    // `usize::MAX` panicked inside crossbeam; now it is refused.
+    for n in [coherent::MAX_MAILBOX_CAPACITY + 1, usize::MAX] {
+        let e = Cache::<u64, u64>::builder()
+            .mailbox_capacity(n)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidConfig(m) if m.contains("mailbox_capacity") && m.contains(&n.to_string())),
+            "{e}"
+        );
+    }
+    let c = Cache::<u64, u64>::builder()
+        .shards(1)
+        .mailbox_capacity(coherent::MAX_MAILBOX_CAPACITY)
+        .build()
+        .unwrap();
+    c.insert(1, 1).unwrap();
+    assert_eq!(c.get(&1), Some(1));
+    // `usize::MAX` panicked on the table's layout, 2^40 (1 TiB of slots)
+    // aborted the process in the allocator.
+    for n in [usize::MAX, usize::MAX / 2, 1 << 40] {
+        let e = Cache::<u64, u64>::builder()
+            .initial_capacity(n)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidConfig(m) if m.contains("initial_capacity") && m.contains("could not be allocated")),
+            "{e}"
+        );
+    }
+}
+
+/// This process's resident memory in bytes (Linux: `/proc/self/statm`).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("statm's resident field");
+    pages * 4096
+}
+
+#[test]
+fn a_large_initial_capacity_is_taken_only_as_used_and_works() {
+    // 2^25 slots a shard at 8 bytes: 256 MiB of address space per shard,
+    // 4 GiB in all. Zeroed memory comes from the system as it is used, so
+    // building the cache must not make the process 4 GiB bigger (the
+    // tables used to be written slot by slot when built).
+    let before = resident_bytes();
+    let c = Cache::<u64, u64>::builder()
+        .shards(16)
+        .initial_capacity(1 << 28)
+        .build()
+        .unwrap();
+    let grew = resident_bytes().saturating_sub(before);
+    assert!(grew < 512 << 20, "building took {grew} bytes of memory");
+    for k in 0..10_000 {
+        c.insert(k, k * 2).unwrap();
+    }
+    assert_eq!(c.len(), 10_000);
+    assert!((0..10_000).all(|k| c.get(&k) == Some(k * 2)));
+    assert_eq!(c.get(&10_000), None);
+    // A bounded cache without a weigher sizes for its budget at most.
+    let b = Cache::<u64, u64>::builder()
+        .max_capacity(1_000)
+        .initial_capacity(usize::MAX / 4)
+        .build()
+        .unwrap();
+    for k in 0..2_000 {
+        b.insert(k, k).unwrap();
+    }
+    assert!(b.len() <= 1_000, "{}", b.len());
 }
 
 #[test]
