@@ -251,7 +251,7 @@ where
     /// # Panics
     /// If the first table, sized by `config.initial_capacity`, cannot be
     /// allocated; [`try_with_config`](Self::try_with_config) says so
-    /// instead.
+    /// instead. And as `try_with_config` does for the mailbox.
     pub fn with_config(config: ShardConfig<K, V>) -> Self {
         Self::try_with_config(config).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -261,6 +261,11 @@ where
     /// cannot be had (its size does not fit in `isize`, or the allocator
     /// has none). The table is zeroed memory, taken from the system as
     /// its slots are used.
+    ///
+    /// # Panics
+    /// If `config.mailbox_capacity` is too large for crossbeam to lay its
+    /// array out; the mailbox is allocated whole, so bound it first (the
+    /// `coherent` builder refuses more than 65,536 messages).
     ///
     /// ```
     /// use coherent_shard::{Shard, ShardConfig};
