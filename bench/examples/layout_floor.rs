@@ -9,6 +9,13 @@
 //! - `inline`: the same, with each entry stored in its slot (32-byte
 //!   cells): the layout that would save a `get` its second cache line.
 //! - each with foldhash `quality` (coherent's hash) and `fast`.
+//! - `ctrl`: hashbrown's layout, with coherent's shards: per shard, one
+//!   control byte a slot (0: empty, else 0x80 and 7 hash bits), read eight
+//!   at a time as one word and matched without branches per byte (SWAR),
+//!   beside an array of `[hash, key, value]` buckets (32 bytes apart), at
+//!   most 7/8 full as hashbrown's or 2/3 as coherent's. The control bytes
+//!   (128 or 256 KiB at 100k keys) stay in L2; the bucket is the lookup's
+//!   one miss (docs/design.md, "Entries in the slot's own line, measured").
 //!
 //! Zipf 1.0 over `KEYS` keys (default 100k), a 2^20-long key sequence as in
 //! `compare`; median of 5 rounds of 10 passes, the caches taking turns.
@@ -30,6 +37,94 @@ fn slots_for(n: usize) -> usize {
         c *= 2;
     }
     c
+}
+
+/// Slots for `n` keys at most 7/8 full (hashbrown's rule; `dense`) or
+/// 2/3 (coherent's), in groups of 8.
+fn ctrl_slots_for(n: usize, dense: bool) -> usize {
+    let (num, den) = if dense { (7, 8) } else { (2, 3) };
+    let mut c = 16;
+    while c * num / den < n {
+        c *= 2;
+    }
+    c
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The control byte of `hash`: 0x80 and its top 7 bits.
+fn h7(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
+}
+
+/// hashbrown's layout: control words of 8 bytes and dense buckets.
+struct Ctrl<H> {
+    hasher: H,
+    /// Per shard: control bytes, 8 to a word.
+    ctrl: Vec<Vec<u64>>,
+    /// Per shard: the buckets, slot i's at i.
+    buckets: Vec<Vec<[u64; 4]>>,
+    name: &'static str,
+}
+
+impl<H: BuildHasher> Ctrl<H> {
+    fn new(keys: u64, hasher: H, dense: bool, name: &'static str) -> Self {
+        let per = ctrl_slots_for(keys as usize / SHARDS as usize + 1, dense);
+        let mut ctrl = vec![vec![0u64; per / 8]; SHARDS as usize];
+        let mut buckets = vec![vec![[0u64; 4]; per]; SHARDS as usize];
+        for k in 0..keys {
+            let hash = hasher.hash_one(k);
+            let s = shard_of(hash);
+            let mut g = hash as usize & (per / 8 - 1);
+            'find: loop {
+                for b in 0..8 {
+                    if (ctrl[s][g] >> (8 * b)) & 0xFF == 0 {
+                        ctrl[s][g] |= u64::from(h7(hash)) << (8 * b);
+                        buckets[s][g * 8 + b] = [hash, k, k, 0];
+                        break 'find;
+                    }
+                }
+                g = (g + 1) & (per / 8 - 1);
+            }
+        }
+        Self {
+            hasher,
+            ctrl,
+            buckets,
+            name,
+        }
+    }
+}
+
+impl<H: BuildHasher> Ctrl<H> {
+    #[inline]
+    fn find(&self, key: u64) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let s = shard_of(hash);
+        let (ctrl, buckets) = (&self.ctrl[s], &self.buckets[s]);
+        let gmask = ctrl.len() - 1;
+        let want = ONES * u64::from(h7(hash));
+        let mut g = hash as usize;
+        loop {
+            let word = ctrl[g & gmask];
+            let cmp = word ^ want;
+            let mut hits = cmp.wrapping_sub(ONES) & !cmp & HIGHS;
+            while hits != 0 {
+                let b = (hits.trailing_zeros() / 8) as usize;
+                let e = &buckets[(g & gmask) * 8 + b];
+                if e[0] == hash && e[1] == key {
+                    return black_box(e[2]) == key;
+                }
+                hits &= hits - 1;
+            }
+            // An empty byte ends the chain (hashbrown's "match_empty").
+            if word.wrapping_sub(ONES) & !word & HIGHS != 0 {
+                return false;
+            }
+            g += 1;
+        }
+    }
 }
 
 fn shard_of(hash: u64) -> usize {
@@ -108,13 +203,9 @@ impl<H: BuildHasher> Floor<H> {
     }
 }
 
-impl<H: BuildHasher + Send + Sync + 'static> Target for Floor<H> {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
+impl<H: BuildHasher> Floor<H> {
     #[inline]
-    fn get(&self, key: u64) -> bool {
+    fn find(&self, key: u64) -> bool {
         let hash = self.hasher.hash_one(key);
         let mut i = hash as usize;
         if self.cells.is_empty() {
@@ -152,11 +243,30 @@ impl<H: BuildHasher + Send + Sync + 'static> Target for Floor<H> {
             }
         }
     }
-
-    fn insert(&self, _: u64, _: u64) {
-        unimplemented!("read-only tables")
-    }
 }
+
+/// The `Target` of a read-only bare table: its name and its `find`.
+macro_rules! read_only_target {
+    ($t:ident) => {
+        impl<H: BuildHasher + Send + Sync + 'static> Target for $t<H> {
+            fn name(&self) -> &'static str {
+                self.name
+            }
+
+            #[inline]
+            fn get(&self, key: u64) -> bool {
+                self.find(key)
+            }
+
+            fn insert(&self, _: u64, _: u64) {
+                unimplemented!("read-only tables")
+            }
+        }
+    };
+}
+
+read_only_target!(Floor);
+read_only_target!(Ctrl);
 
 fn time(t: &dyn Target, keys: &[u64], passes: u32) -> f64 {
     let start = Instant::now();
@@ -179,6 +289,13 @@ fn main() {
     t.push(Arc::new(Floor::new(n, quality(), true, "inline, quality")));
     t.push(Arc::new(Floor::new(n, fast(), false, "ptr, fast")));
     t.push(Arc::new(Floor::new(n, fast(), true, "inline, fast")));
+    t.push(Arc::new(Ctrl::new(n, quality(), true, "ctrl 7/8, quality")));
+    t.push(Arc::new(Ctrl::new(
+        n,
+        quality(),
+        false,
+        "ctrl 2/3, quality",
+    )));
     for x in &t {
         assert!((0..n).all(|k| x.get(k)), "{} lost a key", x.name());
     }
