@@ -304,8 +304,9 @@ where
                     let n = shards as u64;
                     cap / n + u64::from((i as u64) < cap % n)
                 });
-                // Without a weigher an entry weighs 1, so a shard never
-                // holds more entries than its budget.
+                // Without a weigher an entry weighs 1, so a shard holds
+                // about its budget in entries at most (G7's slack aside):
+                // a larger first table would stay mostly empty.
                 let initial_capacity = match budget {
                     Some(b) if self.weigher.is_none() => {
                         per_shard.min(usize::try_from(b).unwrap_or(usize::MAX))

@@ -101,7 +101,8 @@ fn a_large_initial_capacity_is_taken_only_as_used_and_works() {
     assert_eq!(c.len(), 10_000);
     assert!((0..10_000).all(|k| c.get(&k) == Some(k * 2)));
     assert_eq!(c.get(&10_000), None);
-    // A bounded cache without a weigher sizes for its budget at most.
+    // A bounded cache without a weigher sizes for its budget at most: this
+    // first table would not fit in memory otherwise, and build would fail.
     let b = Cache::<u64, u64>::builder()
         .max_capacity(1_000)
         .initial_capacity(usize::MAX / 4)
