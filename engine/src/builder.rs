@@ -145,13 +145,34 @@ where
 
     /// Entries stop being returned `ttl` after they are written (default:
     /// never); the shard reclaims them. Per entry: `insert_with_expiry`.
+    ///
+    /// Times are whole milliseconds of the cache's [`clock`](Self::clock)
+    /// (the system's advances every 1-4 ms), and one under 1 ms counts as
+    /// 1 ms: an entry written with a zero time to live is still read until
+    /// the clock next moves.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use coherent::{Cache, Clock};
+    /// let clock = Clock::manual();
+    /// let cache = Cache::<u64, u64>::builder()
+    ///     .clock(clock.clone())
+    ///     .time_to_live(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, 1).unwrap();
+    /// assert_eq!(cache.get(&1), Some(1)); // the clock has not moved
+    /// clock.advance(Duration::from_millis(1));
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.expiry = self.expiry.with_ttl(ttl);
         self
     }
 
     /// Entries stop being returned once not read for `tti` (default:
-    /// never); the shard reclaims them.
+    /// never); the shard reclaims them. Whole milliseconds, at least one,
+    /// as for [`time_to_live`](Self::time_to_live).
     pub fn time_to_idle(mut self, tti: Duration) -> Self {
         self.expiry = self.expiry.with_tti(tti);
         self

@@ -33,7 +33,8 @@ pub struct Expiry {
 }
 
 impl Expiry {
-    /// Expires `ttl` after it is written.
+    /// Expires `ttl` after it is written: whole milliseconds of the
+    /// cache's clock, at least one.
     pub fn ttl(ttl: Duration) -> Self {
         Self {
             ttl: Some(ttl),
@@ -41,7 +42,7 @@ impl Expiry {
         }
     }
 
-    /// Expires once not read for `tti`.
+    /// Expires once not read for `tti` (whole milliseconds, at least one).
     pub fn tti(tti: Duration) -> Self {
         Self {
             ttl: None,
