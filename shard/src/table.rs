@@ -977,12 +977,6 @@ impl<K, V> SlotArray<K, V> {
         Self::try_layout(len).expect("a slot array's size fits in isize")
     }
 
-    /// `len` empty slots (`len` > 0). Aborts as `Vec` does if the memory
-    /// cannot be had (a table grows only with its entries).
-    fn new(len: usize) -> Self {
-        Self::try_new(len).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(len)))
-    }
-
     /// `len` empty slots (`len` > 0), or `None` if their size does not fit
     /// in `isize` or the allocator has no memory for them (a shard's first
     /// table, sized by the user's `initial_capacity`).
@@ -1109,13 +1103,12 @@ impl<K, V> std::fmt::Debug for Slots<K, V> {
 
 impl<K, V> Slots<K, V> {
     /// An empty table of `capacity` slots (a power of two, at least 2).
+    /// Aborts as `Vec` does if the memory cannot be had: a table grows
+    /// only with its entries (a first table sized by the user goes through
+    /// [`try_with_slots`](Self::try_with_slots)).
     pub(crate) fn with_slots(capacity: usize) -> Self {
-        debug_assert!(capacity.is_power_of_two() && capacity >= 2);
-        Self {
-            slots: SlotArray::new(capacity),
-            mask: capacity - 1,
-            _owns: PhantomData,
-        }
+        Self::try_with_slots(capacity)
+            .unwrap_or_else(|| std::alloc::handle_alloc_error(SlotArray::<K, V>::layout(capacity)))
     }
 
     /// [`with_slots`](Self::with_slots), or `None` if the memory cannot be
