@@ -18,11 +18,18 @@
 //! - A global epoch counter, `EPOCH`, starts at 1 and only grows.
 //! - Each reading thread owns a [`Record`]. Pinning stores the epoch it
 //!   reads from `EPOCH` into `record.active` (0 means "not reading"), then
-//!   runs the *light* fence. Unpinning stores 0 with Release. A pin nested
-//!   in another of the same thread (a `get` from a value's `Clone`) stores
-//!   back the outer pin's epoch, both when it begins and when it ends, so
-//!   the outer announcement stands until the outer pin ends (no branch on
-//!   nesting: `Pin::prev` is what gets stored back; a loom model checks it).
+//!   runs the *light* fence. Unpinning stores 0 with Release. Whether a pin
+//!   of the thread stands is a bit of the thread's own `READER` word
+//!   (`NESTED`), set by the pin and cleared by its end, so the common pin
+//!   loads nothing from the record. A pin nested in another of the same
+//!   thread (a `get` from a value's `Clone`) finds the bit, goes out of
+//!   line, and announces nothing and ends nothing: the outer announcement
+//!   covers it, since pins live inside one `get` and so end in the reverse
+//!   order they began (a loom model checks it). Until December 2026
+//!   every pin loaded `record.active` to find out whether it was nested
+//!   and stored back what it found; the bit made a one-thread `get`
+//!   about 4-6% faster on the AMD EPYC (Zen 1) machine
+//!   (docs/design.md, "Where the time goes in `get`").
 //! - The owner of a shard unlinks memory (a slot swap, or publishing a new
 //!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
 //!   Later it runs the *heavy* fence and reads every record; the batch
@@ -245,10 +252,17 @@ const GONE: usize = 2;
 /// Bit 0 of [`READER`]: the symmetric fences are in use.
 const SYMMETRIC: usize = 1;
 
+/// Bit 2 of [`READER`]: a pin of this thread stands, so a new one is
+/// nested in it ([`pin`]).
+const NESTED: usize = 0b100;
+
 /// The bits of [`READER`] that are never set in a record's address
 /// (records are at least 8-aligned): a word with none of them set is the
-/// common case, a record with the asymmetric fences.
-const TAGS: usize = 0b11;
+/// common case, an unpinned thread with its record and the asymmetric
+/// fences.
+const TAGS: usize = 0b111;
+
+const _: () = assert!(std::mem::align_of::<Record>() >= 8);
 
 /// Gives this thread's record back when the thread exits. Set once, when
 /// the thread takes its record, which is what registers its destructor.
@@ -316,27 +330,28 @@ fn take_record() -> usize {
 /// is dropped. Not `Send`: it retracts this thread's announcement.
 #[derive(Debug)]
 pub(crate) struct Pin {
-    /// The announcement to restore on unpin: this thread's record's
-    /// `active`. Unused (dangling) for an orphan pin.
-    active: *const AtomicU64,
-    /// What `active` held when this pin began, stored back when it ends: 0
-    /// for an outermost pin, the outer pin's epoch for a pin nested in it
-    /// (a `get` from a value's `Clone`, say), which so leaves the outer
-    /// announcement standing; [`ORPHAN`] for an orphan pin.
-    prev: u64,
+    /// What this pin restores `READER` to when it ends: the thread's word
+    /// as it was before the pin (a record's address, with [`SYMMETRIC`]
+    /// when those fences are in use) for a pin that announced itself in
+    /// its record; [`NESTED_PIN`] for a pin nested in another of the same
+    /// thread, which announced nothing and restores nothing; [`GONE`] for
+    /// an orphan pin, counted in `ORPHANS`.
+    word: usize,
 }
 
-/// [`Pin::prev`] of a pin by a thread whose record is gone: counted in
-/// `ORPHANS`, never an epoch (epochs grow by one per sealed batch).
-const ORPHAN: u64 = u64::MAX;
+/// [`Pin::word`] of a pin nested in another (never a record's address,
+/// nor [`GONE`]).
+const NESTED_PIN: usize = 0;
 
 /// Pins the current thread (see the module docs).
 ///
-/// The common case (a thread with its record, asymmetric fences) is one
-/// thread-local load, one test, a load of `active` and of `EPOCH`, one
-/// store, and on unpin one more store, with no branch on whether the pin is
-/// nested: a nested pin stores back the epoch it found. The rest (first
-/// read, symmetric fences, orphans) is out of line.
+/// The common case (a thread with its record, asymmetric fences, not
+/// pinned yet) is one thread-local load and test, a load of `EPOCH`, a
+/// store to the record and one to the thread-local word (its [`NESTED`]
+/// bit); unpinning is the same two stores. No load from the record: the
+/// nesting is in the thread-local word, and a nested pin (a `get` from a
+/// value's `Clone`) goes out of line on that bit, with the rest (first
+/// read, symmetric fences, orphans).
 #[inline]
 pub(crate) fn pin() -> Pin {
     match try_pin() {
@@ -346,9 +361,9 @@ pub(crate) fn pin() -> Pin {
 }
 
 /// [`pin`]'s common case alone (`pin` is this, then `pin_slow`): `None`
-/// where `pin` would go out of line (the thread's first read, the
-/// symmetric fences, an orphan). For a caller that then takes a slow path
-/// of its own, so that its common path makes no call.
+/// where `pin` would go out of line (the thread's first read, a nested
+/// pin, the symmetric fences, an orphan). For a caller that then takes a
+/// slow path of its own, so that its common path makes no call.
 #[inline]
 pub(crate) fn try_pin() -> Option<Pin> {
     let word = READER.try_with(Cell::get).unwrap_or(GONE);
@@ -359,57 +374,67 @@ pub(crate) fn try_pin() -> Option<Pin> {
     // `READER`) in an `Arc` the registry keeps for the life of the process
     // (records are never removed from it), and this thread holds it
     // (`taken`) until `GiveBack` sets `READER` to GONE.
-    Some(unsafe { announce(word, false) })
+    Some(unsafe { announce(word) })
 }
 
-/// Announces this thread in the record at `address` (see [`pin`]);
-/// `symmetric`: the symmetric fences are in use.
+/// Announces this thread in its record (see [`pin`]). `word` is
+/// `READER`'s: a record's address, with [`SYMMETRIC`] set when the
+/// symmetric fences are in use, and no other tag.
 ///
 /// # Safety
-/// `address` is this thread's record's, as `READER` holds it.
+/// `word` is this thread's `READER` word, neither UNSET nor GONE, and
+/// without [`NESTED`] (no pin of this thread stands).
 #[inline(always)]
-unsafe fn announce(address: usize, symmetric: bool) -> Pin {
+unsafe fn announce(word: usize) -> Pin {
     // SAFETY: the caller's promise.
-    let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(address) };
-    // Only this thread writes its `active`: nonzero means we are pinned
-    // already (epochs start at 1), and then the outer pin's epoch stays.
-    let prev = record.active.load(Ordering::Relaxed);
+    let record = unsafe { &*std::ptr::with_exposed_provenance::<Record>(word & !SYMMETRIC) };
     // Acquire: see the module docs (a reader that reads epoch a > r also
     // sees every unlink sealed at r).
     let epoch = EPOCH.load(Ordering::Acquire);
-    record
-        .active
-        .store(if prev == 0 { epoch } else { prev }, Ordering::Relaxed);
-    if symmetric {
+    record.active.store(epoch, Ordering::Relaxed);
+    if word & SYMMETRIC != 0 {
         fence(Ordering::SeqCst);
     } else {
         // The owner's membarrier stands in for the hardware fence.
         compiler_fence(Ordering::SeqCst);
     }
-    Pin {
-        active: &*record.active,
-        prev,
-    }
+    // This thread's own word (no other thread reads it): pins from now on
+    // until this one ends are nested in it.
+    let _ = READER.try_with(|r| r.set(word | NESTED));
+    Pin { word }
 }
 
-/// [`pin`] for a `READER` word with a tag bit: the thread's first read, the
-/// symmetric fences, or a thread whose record is gone.
+/// [`pin`] for a `READER` word with a tag bit: the thread's first read, a
+/// pin nested in another, the symmetric fences, or a thread whose record
+/// is gone.
 #[cold]
 #[inline(never)]
 fn pin_slow(word: usize) -> Pin {
+    if word & NESTED != 0 {
+        // Nested in a pin of this thread that ends after this one (pins
+        // live inside one `get`, so they end in the reverse order they
+        // began): its announcement covers what this one reads, so this one
+        // announces nothing and ends nothing. (`coherent_loom_break_nesting`:
+        // the nested pin announces as if outermost, and its end stores 0,
+        // which ends the outer announcement too early; the loom model of
+        // nested pins must catch it.)
+        if !cfg!(coherent_loom_break_nesting) {
+            return Pin { word: NESTED_PIN };
+        }
+        // SAFETY: `READER`'s word less NESTED: a record's address, with
+        // SYMMETRIC when those fences are in use (as in `pin`).
+        return unsafe { announce(word & !NESTED) };
+    }
     let word = if word == UNSET { take_record() } else { word };
     if word == GONE {
         ORPHANS.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        return Pin {
-            active: std::ptr::null(),
-            prev: ORPHAN,
-        };
+        return Pin { word: GONE };
     }
     // SAFETY: `word` is `READER`'s (or what `take_record` just stored
-    // there), neither UNSET nor GONE: a record's address, with SYMMETRIC
-    // set when those fences are in use (as in `pin`).
-    unsafe { announce(word & !SYMMETRIC, word & SYMMETRIC != 0) }
+    // there), neither UNSET nor GONE nor NESTED: a record's address, with
+    // SYMMETRIC set when those fences are in use (as in `pin`).
+    unsafe { announce(word) }
 }
 
 impl Pin {
@@ -417,31 +442,36 @@ impl Pin {
     /// rather than nesting in another pin.
     #[cfg(all(test, not(coherent_loom)))]
     fn announced(&self) -> bool {
-        self.prev == 0 || self.prev == ORPHAN
+        self.word != NESTED_PIN
+    }
+
+    /// [`Drop`] for a nested or an orphan pin.
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&self) {
+        if self.word == GONE {
+            ORPHANS.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
 impl Drop for Pin {
     #[inline]
     fn drop(&mut self) {
-        if self.prev == ORPHAN {
-            ORPHANS.fetch_sub(1, Ordering::Release);
+        // NESTED_PIN (0) and GONE (2) are below every record's address.
+        if self.word <= GONE {
+            self.drop_slow();
             return;
         }
-        // SAFETY: not an orphan, so `active` is this thread's record's
-        // (`announce`), which outlives this thread's hold on it.
-        let active = unsafe { &*self.active };
-        // Release: every read made while pinned comes before this. An
-        // outermost pin stores 0; a nested one, the outer pin's epoch.
-        // (`coherent_loom_break_nesting`: every pin stores 0, which ends an
-        // outer pin's announcement too early; the loom model of nested pins
-        // must catch it.)
-        let restore = if cfg!(coherent_loom_break_nesting) {
-            0
-        } else {
-            self.prev
-        };
-        active.store(restore, Ordering::Release);
+        // SAFETY: neither nested nor an orphan, so `word` is this thread's
+        // record's address (with SYMMETRIC maybe set), as `announce` found
+        // it in `READER`; the record outlives this thread's hold on it.
+        let record =
+            unsafe { &*std::ptr::with_exposed_provenance::<Record>(self.word & !SYMMETRIC) };
+        // Release: every read made while pinned comes before this.
+        record.active.store(0, Ordering::Release);
+        // No pin of this thread stands any more.
+        let _ = READER.try_with(|r| r.set(self.word));
     }
 }
 
@@ -935,7 +965,8 @@ mod loom_tests {
     /// outer pin's announcement standing when it ends: the reader reads
     /// after its inner pin ended, still under the outer one, and the owner
     /// must not free what it reads. Building with `--cfg
-    /// coherent_loom_break_nesting` (every unpin stores 0) makes loom report
+    /// coherent_loom_break_nesting` (a nested pin announces as if outermost,
+    /// and its end stores 0) makes loom report
     /// the free racing that read.
     #[test]
     fn an_inner_pin_ending_leaves_the_outer_one_standing() {
