@@ -28,7 +28,7 @@
 //!   order they began (a loom model checks it). Until December 2026
 //!   every pin loaded `record.active` to find out whether it was nested
 //!   and stored back what it found; the bit made a one-thread `get`
-//!   about 4-6% faster on the AMD EPYC (Zen 1) machine
+//!   3.5-6% faster (medians) on the AMD EPYC (Zen 1) machine
 //!   (docs/design.md, "Where the time goes in `get`").
 //! - The owner of a shard unlinks memory (a slot swap, or publishing a new
 //!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
