@@ -19,7 +19,7 @@
 //! - Each reading thread owns a [`Record`]. Pinning stores the epoch it
 //!   reads from `EPOCH` into `record.active` (0 means "not reading"), then
 //!   runs the *light* fence. Unpinning stores 0 with Release. Whether a pin
-//!   of the thread stands is a bit of the thread's own `READER` word
+//!   of the thread stands is a bit of the thread's own reader word
 //!   (`NESTED`), set by the pin and cleared by its end, so the common pin
 //!   loads nothing from the record. A pin nested in another of the same
 //!   thread (a `get` from a value's `Clone`) finds the bit, goes out of
@@ -106,7 +106,7 @@ use crate::sync::{
     Ordering,
 };
 use crossbeam_utils::CachePadded;
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 /// Unlinked items an owner gathers before it seals them and tries to free
@@ -226,37 +226,179 @@ mod membarrier {
     }
 }
 
-#[cfg(not(coherent_loom))]
-thread_local_key! {
-    /// This thread's reader state, as one word: [`UNSET`] before its first
-    /// read; [`GONE`] once its record was given back (the thread is exiting);
-    /// otherwise the address of its [`Record`], with bit 0 set when the
-    /// symmetric fences are in use. A `Cell<usize>` with a constant initialiser
-    /// and no destructor: reading it is one load from the thread's TLS block,
-    /// with none of the "initialised yet, being destroyed" checks std makes on
-    /// every access to a thread-local that has a destructor (the `get` path
-    /// used to pay about 20 instructions for those and for a nesting counter).
-    static READER: Cell<usize> = const { Cell::new(UNSET) };
-}
-#[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
-thread_local_key! {
-    static READER: Cell<usize> = Cell::new(UNSET);
+/// This thread's reader state, as one word: [`UNSET`] before its first
+/// read; [`GONE`] once its record was given back (the thread is exiting);
+/// otherwise the address of its [`Record`], with bit 0 set when the
+/// symmetric fences are in use and bit 2 ([`NESTED`]) while a pin of the
+/// thread stands. No other thread reads it. [`reader::get`] and
+/// [`reader::set`] are its only accesses.
+///
+/// On x86-64 Linux with glibc it is a thread-local variable of our own,
+/// defined in assembly, whose every access is one `%fs`-relative load or
+/// store; elsewhere (and under loom, or built with `--cfg coherent_std_tls`,
+/// which CI does to test it) a `thread_local!` `Cell`.
+mod reader {
+    /// The first module where `$cfg` holds, the second where it does not
+    /// (the condition written once).
+    macro_rules! either {
+        (#[cfg($cfg:meta)] $yes:item $no:item) => {
+            #[cfg($cfg)]
+            $yes
+            #[cfg(not($cfg))]
+            $no
+        };
+    }
+
+    either! {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_os = "linux",
+            target_env = "gnu",
+            not(coherent_loom),
+            not(coherent_std_tls),
+            not(miri)
+        ))]
+        mod imp {
+            //! The word as an ELF thread-local variable (`.tdata`, initial
+            //! value [`UNSET`]) reached with the initial-exec TLS model: the
+            //! thread pointer `%fs` plus an offset that the GOT holds. A
+            //! `thread_local!` `Cell` with a constant initialiser and no
+            //! destructor is reached through its address instead (`mov
+            //! %fs:0,%rax`, `lea`, then the load), one dependent load more on
+            //! every pin and unpin. The linker rewrites the GOT load into an
+            //! immediate in an executable (x86-64 TLS relaxation), which leaves
+            //! one `%fs`-relative load: worth about 0.04x of quick_cache's
+            //! speed in the one-thread `get` (docs/design.md, "The reader word
+            //! in assembly"). Initial-exec also links into shared objects: the
+            //! word then takes 8 bytes of glibc's static TLS surplus when the
+            //! library is `dlopen`ed (musl has none, hence `target_env =
+            //! "gnu"`). The symbol is hidden (never exported from what links
+            //! it) and carries the crate version, so that two versions of this
+            //! crate in one program keep two words, as they keep two registries.
+            use super::super::UNSET;
+
+            macro_rules! word {
+                () => {
+                    concat!(
+                        "coherent_shard_reader_",
+                        env!("CARGO_PKG_VERSION_MAJOR"),
+                        "_",
+                        env!("CARGO_PKG_VERSION_MINOR"),
+                        "_",
+                        env!("CARGO_PKG_VERSION_PATCH")
+                    )
+                };
+            }
+
+            std::arch::global_asm!(
+                ".pushsection .tdata,\"awT\",@progbits",
+                ".p2align 3",
+                concat!(".globl ", word!()),
+                concat!(".hidden ", word!()),
+                concat!(".type ", word!(), ",@object"),
+                concat!(".size ", word!(), ",8"),
+                concat!(word!(), ":"),
+                ".quad {unset}",
+                ".popsection",
+                unset = const UNSET,
+            );
+
+            /// This thread's word.
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                let word: usize;
+                // SAFETY: reads the 8 bytes of this thread's copy of the
+                // variable defined above (8-aligned in `.tdata`; the loader
+                // gives every thread its copy, initialised to UNSET, before the
+                // thread runs), at the thread pointer plus the offset in the
+                // GOT: the initial-exec sequence of the x86-64 ELF TLS ABI.
+                // It touches no stack and no flags and writes nothing; `pure`
+                // and `readonly` let the compiler merge two reads with no
+                // write to memory between them, and no more: `set` is an asm
+                // block that may write memory, which orders it after every
+                // earlier `get` and before every later one.
+                unsafe {
+                    std::arch::asm!(
+                        concat!("mov {off}, qword ptr [rip + ", word!(), "@GOTTPOFF]"),
+                        "mov {word}, qword ptr fs:[{off}]",
+                        off = out(reg) _,
+                        word = lateout(reg) word,
+                        options(nostack, readonly, pure, preserves_flags),
+                    );
+                }
+                word
+            }
+
+            /// Sets this thread's word.
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                // SAFETY: as in `get`, a store to this thread's own copy, which
+                // no other thread reads or writes.
+                unsafe {
+                    std::arch::asm!(
+                        concat!("mov {off}, qword ptr [rip + ", word!(), "@GOTTPOFF]"),
+                        "mov qword ptr fs:[{off}], {word}",
+                        off = out(reg) _,
+                        word = in(reg) word,
+                        options(nostack, preserves_flags),
+                    );
+                }
+            }
+        }
+
+        mod imp {
+            //! The word as a `thread_local!` `Cell`. Its constant initialiser
+            //! and the absence of a destructor make a read one load from the
+            //! thread's TLS block, with none of the "initialised yet, being
+            //! destroyed" checks std makes on every access to a thread-local
+            //! that has a destructor (the `get` path used to pay about 20
+            //! instructions for those and for a nesting counter).
+            use super::super::UNSET;
+            use crate::sync::thread_local_key;
+            use std::cell::Cell;
+
+            #[cfg(not(coherent_loom))]
+            thread_local_key! {
+                static WORD: Cell<usize> = const { Cell::new(UNSET) };
+            }
+            #[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
+            thread_local_key! {
+                static WORD: Cell<usize> = Cell::new(UNSET);
+            }
+
+            /// This thread's word ([`GONE`](super::super::GONE) where its
+            /// thread-local storage is gone, which a `Cell` without a
+            /// destructor never is outside loom).
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                WORD.try_with(Cell::get).unwrap_or(super::super::GONE)
+            }
+
+            /// Sets this thread's word.
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                let _ = WORD.try_with(|w| w.set(word));
+            }
+        }
+    }
+
+    pub(crate) use imp::{get, set};
 }
 
-/// [`READER`] before the thread's first read.
+/// The [`reader`] word before the thread's first read.
 const UNSET: usize = 3;
 
-/// [`READER`] after the thread gave its record back.
+/// The [`reader`] word after the thread gave its record back.
 const GONE: usize = 2;
 
-/// Bit 0 of [`READER`]: the symmetric fences are in use.
+/// Bit 0 of the [`reader`] word: the symmetric fences are in use.
 const SYMMETRIC: usize = 1;
 
-/// Bit 2 of [`READER`]: a pin of this thread stands, so a new one is
+/// Bit 2 of the [`reader`] word: a pin of this thread stands, so a new one is
 /// nested in it ([`pin`]).
 const NESTED: usize = 0b100;
 
-/// The bits of [`READER`] that are never set in a record's address
+/// The bits of the [`reader`] word that are never set in a record's address
 /// (records are at least 8-aligned): a word with none of them set is the
 /// common case, an unpinned thread with its record and the asymmetric
 /// fences.
@@ -271,7 +413,7 @@ struct GiveBack(Arc<Record>);
 impl Drop for GiveBack {
     fn drop(&mut self) {
         // A `get` from a later thread-local destructor reads as an orphan.
-        let _ = READER.try_with(|r| r.set(GONE));
+        reader::set(GONE);
         // Release: our last unpin comes before the next holder's use.
         self.0.taken.store(false, Ordering::Release);
     }
@@ -287,7 +429,7 @@ thread_local_key! {
 }
 
 /// Takes a record for this thread (its first read) and returns the new
-/// [`READER`] word, or `GONE` if the thread is already exiting.
+/// [`reader`] word, or `GONE` if the thread is already exiting.
 #[cold]
 #[inline(never)]
 fn take_record() -> usize {
@@ -322,7 +464,7 @@ fn take_record() -> usize {
     if !held {
         return GONE;
     }
-    let _ = READER.try_with(|r| r.set(word));
+    reader::set(word);
     word
 }
 
@@ -330,7 +472,7 @@ fn take_record() -> usize {
 /// is dropped. Not `Send`: it retracts this thread's announcement.
 #[derive(Debug)]
 pub(crate) struct Pin {
-    /// What this pin restores `READER` to when it ends: the thread's word
+    /// What this pin restores the reader word to when it ends: the thread's word
     /// as it was before the pin (a record's address, with [`SYMMETRIC`]
     /// when those fences are in use) for a pin that announced itself in
     /// its record; [`NESTED_PIN`] for a pin nested in another of the same
@@ -356,7 +498,7 @@ const NESTED_PIN: usize = 0;
 pub(crate) fn pin() -> Pin {
     match try_pin() {
         Some(pin) => pin,
-        None => pin_slow(READER.try_with(Cell::get).unwrap_or(GONE)),
+        None => pin_slow(reader::get()),
     }
 }
 
@@ -366,23 +508,23 @@ pub(crate) fn pin() -> Pin {
 /// slow path of its own, so that its common path makes no call.
 #[inline]
 pub(crate) fn try_pin() -> Option<Pin> {
-    let word = READER.try_with(Cell::get).unwrap_or(GONE);
+    let word = reader::get();
     if word & TAGS != 0 {
         return None;
     }
     // SAFETY: a word with no tag bit is the address of a `Record` (see
-    // `READER`) in an `Arc` the registry keeps for the life of the process
+    // `reader`) in an `Arc` the registry keeps for the life of the process
     // (records are never removed from it), and this thread holds it
-    // (`taken`) until `GiveBack` sets `READER` to GONE.
+    // (`taken`) until `GiveBack` sets the reader word to GONE.
     Some(unsafe { announce(word) })
 }
 
 /// Announces this thread in its record (see [`pin`]). `word` is
-/// `READER`'s: a record's address, with [`SYMMETRIC`] set when the
+/// the reader word: a record's address, with [`SYMMETRIC`] set when the
 /// symmetric fences are in use, and no other tag.
 ///
 /// # Safety
-/// `word` is this thread's `READER` word, neither UNSET nor GONE, and
+/// `word` is this thread's reader word, neither UNSET nor GONE, and
 /// without [`NESTED`] (no pin of this thread stands).
 #[inline(always)]
 unsafe fn announce(word: usize) -> Pin {
@@ -400,11 +542,11 @@ unsafe fn announce(word: usize) -> Pin {
     }
     // This thread's own word (no other thread reads it): pins from now on
     // until this one ends are nested in it.
-    let _ = READER.try_with(|r| r.set(word | NESTED));
+    reader::set(word | NESTED);
     Pin { word }
 }
 
-/// [`pin`] for a `READER` word with a tag bit: the thread's first read, a
+/// [`pin`] for a reader word with a tag bit: the thread's first read, a
 /// pin nested in another, the symmetric fences, or a thread whose record
 /// is gone.
 #[cold]
@@ -421,7 +563,7 @@ fn pin_slow(word: usize) -> Pin {
         if !cfg!(coherent_loom_break_nesting) {
             return Pin { word: NESTED_PIN };
         }
-        // SAFETY: `READER`'s word less NESTED: a record's address, with
+        // SAFETY: the reader word less NESTED: a record's address, with
         // SYMMETRIC when those fences are in use (as in `pin`).
         return unsafe { announce(word & !NESTED) };
     }
@@ -431,7 +573,7 @@ fn pin_slow(word: usize) -> Pin {
         fence(Ordering::SeqCst);
         return Pin { word: GONE };
     }
-    // SAFETY: `word` is `READER`'s (or what `take_record` just stored
+    // SAFETY: `word` is the reader word (or what `take_record` just stored
     // there), neither UNSET nor GONE nor NESTED: a record's address, with
     // SYMMETRIC set when those fences are in use (as in `pin`).
     unsafe { announce(word) }
@@ -465,13 +607,13 @@ impl Drop for Pin {
         }
         // SAFETY: neither nested nor an orphan, so `word` is this thread's
         // record's address (with SYMMETRIC maybe set), as `announce` found
-        // it in `READER`; the record outlives this thread's hold on it.
+        // it in the reader word; the record outlives this thread's hold on it.
         let record =
             unsafe { &*std::ptr::with_exposed_provenance::<Record>(self.word & !SYMMETRIC) };
         // Release: every read made while pinned comes before this.
         record.active.store(0, Ordering::Release);
         // No pin of this thread stands any more.
-        let _ = READER.try_with(|r| r.set(self.word));
+        reader::set(self.word);
     }
 }
 
@@ -548,7 +690,7 @@ fn fence_and_scan() -> u64 {
 #[cfg(all(test, not(coherent_loom)))]
 std::thread_local! {
     /// Fences this thread ran (tests).
-    static FENCES_RUN: Cell<usize> = const { Cell::new(0) };
+    static FENCES_RUN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// What an owner has unlinked and not yet freed, in sealed batches.
@@ -734,6 +876,37 @@ mod tests {
     }
 
     #[test]
+    fn the_reader_word_is_each_threads_own() {
+        // A new thread's word is UNSET, whatever other threads stored in
+        // theirs; a pin sets NESTED in its own thread's word only, and its
+        // end clears it. (On x86-64 Linux the word is the assembly-defined
+        // thread-local, `reader`'s first `imp`.)
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            assert_eq!(reader::get(), UNSET, "a new thread's word");
+            let pinned = pin();
+            let word = reader::get();
+            tx.send(word).unwrap();
+            done_rx.recv().unwrap(); // hold the pin while the main thread looks
+            drop(pinned);
+            assert_eq!(reader::get(), word & !NESTED, "the pin's end clears NESTED");
+        });
+        let theirs = rx.recv().unwrap();
+        assert_eq!(theirs & NESTED, NESTED, "a standing pin sets NESTED");
+        drop(pin()); // this thread has its record
+        let mine = reader::get();
+        assert_eq!(mine & NESTED, 0, "the other thread's pin is not ours");
+        assert_ne!(mine & !TAGS, theirs & !TAGS, "two threads, two records");
+        let pinned = pin();
+        assert_eq!(reader::get(), mine | NESTED);
+        drop(pinned);
+        assert_eq!(reader::get(), mine);
+        done_tx.send(()).unwrap();
+        other.join().unwrap();
+    }
+
+    #[test]
     fn records_are_reused_after_threads_exit() {
         let count = || registry().records.lock().unwrap().len();
         drop(pin()); // this thread's record exists before we count
@@ -809,7 +982,7 @@ mod tests {
         let freed = StdCount::new(0);
         let mut garbage = Garbage::new();
         let pin = pin();
-        let fences = || FENCES_RUN.with(Cell::get);
+        let fences = || FENCES_RUN.with(std::cell::Cell::get);
         let start = fences();
         for batch in 1..=FENCE_AFTER + 1 {
             for _ in 0..BATCH {
