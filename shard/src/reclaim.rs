@@ -273,8 +273,15 @@ mod reader {
             //! word then takes 8 bytes of glibc's static TLS surplus when the
             //! library is `dlopen`ed (musl has none, hence `target_env =
             //! "gnu"`). The symbol is hidden (never exported from what links
-            //! it) and carries the crate version, so that two versions of this
-            //! crate in one program keep two words, as they keep two registries.
+            //! it) and carries the crate's major, minor and patch version, so
+            //! that two versions of this crate in one program keep two words,
+            //! as they keep two registries. It cannot be reached across a Rust
+            //! `dylib` boundary (hidden or not: rustc's export list for a
+            //! `dylib` names only Rust items), so a program that links this
+            //! crate into a `dylib` and inlines `get` into another object fails
+            //! to link (`undefined symbol: coherent_shard_reader_0_1_0`, tried)
+            //! and builds with `--cfg coherent_std_tls` (`RUSTFLAGS`), which
+            //! selects the `thread_local!` word.
             use super::super::UNSET;
 
             macro_rules! word {
