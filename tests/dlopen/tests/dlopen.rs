@@ -41,29 +41,29 @@ impl Library {
         Self(handle)
     }
 
-    fn function(&self, name: &str) -> extern "C" fn(u64) -> u64 {
+    /// The address of `name`, which must be defined.
+    fn symbol(&self, name: &str) -> *mut libc::c_void {
         let c = CString::new(name).unwrap();
-        // SAFETY: a handle from dlopen, still open, and a valid C string.
+        // SAFETY: a handle from dlopen, still open (never closed: the
+        // library stays loaded for the test's life), and a valid C string.
         let f = unsafe { libc::dlsym(self.0, c.as_ptr()) };
         assert!(!f.is_null(), "{name} not found");
-        // SAFETY: the library defines `name` as `extern "C" fn(u64) -> u64`.
-        unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn(u64) -> u64>(f) }
+        f
     }
-}
 
-fn insert_fn(lib: &Library) -> extern "C" fn(u64, u64) -> u64 {
-    let c = CString::new("coherent_dlopen_insert").unwrap();
-    // SAFETY: as in `function`.
-    let f = unsafe { libc::dlsym(lib.0, c.as_ptr()) };
-    assert!(!f.is_null(), "coherent_dlopen_insert not found");
-    // SAFETY: the library defines it as `extern "C" fn(u64, u64) -> u64`.
-    unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn(u64, u64) -> u64>(f) }
+    /// One of the library's `extern "C" fn(u64) -> u64` functions.
+    fn function(&self, name: &str) -> extern "C" fn(u64) -> u64 {
+        // SAFETY: src/lib.rs defines each `name` asked for with this type.
+        unsafe { std::mem::transmute::<*mut libc::c_void, _>(self.symbol(name)) }
+    }
 }
 
 #[test]
 fn a_cache_in_a_dlopened_library_reads_its_writes_on_every_thread() {
     let lib = Library::open(&library());
-    let insert = insert_fn(&lib);
+    // SAFETY: src/lib.rs defines it as `extern "C" fn(u64, u64) -> u64`.
+    let insert: extern "C" fn(u64, u64) -> u64 =
+        unsafe { std::mem::transmute(lib.symbol("coherent_dlopen_insert")) };
     let get = lib.function("coherent_dlopen_get");
     let get_on_new_thread = lib.function("coherent_dlopen_get_on_new_thread");
     assert_eq!(get(1), u64::MAX, "nothing inserted yet");
