@@ -14,8 +14,16 @@ pub const MAX_SHARDS: usize = 1 << 16;
 
 /// The deepest mailbox a shard may have
 /// ([`CacheBuilder::mailbox_capacity`]): 65,536 messages, about 6 MiB a
-/// shard for small keys and values, allocated when the cache is built.
+/// shard for small keys and values, allocated when a writer first finds
+/// that shard busy.
 pub const MAX_MAILBOX_CAPACITY: usize = 1 << 16;
+
+/// The most memory the mailboxes of one cache may take together, once
+/// every shard's is allocated: 1 GiB. [`CacheBuilder::build`] refuses
+/// `shards` and `mailbox_capacity` that need more together (the largest of
+/// each, 65,536 shards of 65,536 messages, would need about 400 GiB for
+/// small keys and values).
+pub const MAX_MAILBOX_BYTES: usize = 1 << 30;
 
 /// The smallest share of `max_capacity` a shard gets when the builder
 /// picks the shard count.
@@ -238,11 +246,23 @@ where
     }
 
     /// Messages one shard queues before writers wait for room (default
-    /// 64). Must be between 1 and [`MAX_MAILBOX_CAPACITY`]. No message is
-    /// ever dropped. The queue is allocated up front, about 100 bytes a
-    /// message for small keys and values; a deeper one did not write
-    /// faster from 16 threads or 256 async tasks into one shard
+    /// 64). Must be between 1 and [`MAX_MAILBOX_CAPACITY`], and the
+    /// mailboxes of all shards together must fit in [`MAX_MAILBOX_BYTES`].
+    /// No message is ever dropped. A shard's queue is allocated whole when
+    /// a writer first finds the shard busy, about 100 bytes a message for
+    /// small keys and values; a deeper one did not write faster from 16
+    /// threads or 256 async tasks into one shard
     /// (`bench/examples/mailbox_depth.rs`).
+    ///
+    /// ```
+    /// use coherent::{Cache, MAX_MAILBOX_CAPACITY, MAX_SHARDS};
+    /// let e = Cache::<u64, u64>::builder()
+    ///     .shards(MAX_SHARDS)
+    ///     .mailbox_capacity(MAX_MAILBOX_CAPACITY)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(e.to_string().contains("mailboxes"), "{e}");
+    /// ```
     ///
     /// ```
     /// use coherent::{Cache, MAX_MAILBOX_CAPACITY};
@@ -291,6 +311,17 @@ where
             return Err(Error::InvalidConfig(format!(
                 "mailbox_capacity must be between 1 and {MAX_MAILBOX_CAPACITY}, got {}",
                 self.mailbox_capacity
+            )));
+        }
+        let mailboxes = coherent_shard::Shard::<K, V>::mailbox_bytes(self.mailbox_capacity)
+            .saturating_mul(self.shards);
+        if mailboxes > MAX_MAILBOX_BYTES {
+            return Err(Error::InvalidConfig(format!(
+                "{} shards with mailbox_capacity {} need {} MiB of mailboxes, more than the {} MiB allowed (MAX_MAILBOX_BYTES): use fewer shards or a smaller mailbox",
+                self.shards,
+                self.mailbox_capacity,
+                mailboxes >> 20,
+                MAX_MAILBOX_BYTES >> 20
             )));
         }
         let mut shards = self.shards;

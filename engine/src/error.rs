@@ -20,9 +20,17 @@ pub enum Error {
     /// The `update` closure panicked (the panic's message is kept). Nothing
     /// was changed and the cache goes on serving.
     UpdatePanicked(String),
-    /// The shard failed while this operation was queued, because a key's or
-    /// value's own `Hash`, `Eq` or `Clone` panicked. The operation may or may
-    /// not have been applied; the cache goes on serving.
+    /// This operation's own key or value panicked inside its shard (its
+    /// `Hash`, `Eq`, `Clone` or `Drop`; the panic's message is kept). Only
+    /// this caller is told: operations queued beside it are applied and
+    /// answered as usual, and the cache goes on serving. The operation may
+    /// or may not have been applied (read the key to know); a transaction
+    /// that fails this way applied nothing.
+    Panicked(String),
+    /// The shard dropped this operation unanswered. A `get_or_load` whose
+    /// own key's `Hash` or `Eq` panicked in its shard ends this way;
+    /// otherwise only a bug in the cache does. The operation may or may not
+    /// have been applied; the cache goes on serving.
     Lost,
     /// A `try_` write ([`Cache::try_insert`](crate::Cache::try_insert) and
     /// the like) found its shard busy and the shard's mailbox full: nothing
@@ -46,9 +54,11 @@ impl fmt::Display for Error {
             Error::UpdatePanicked(msg) => {
                 write!(f, "update closure panicked, nothing was changed: {msg}")
             }
-            Error::Lost => {
-                f.write_str("a shard failed before answering (a key or value trait impl panicked)")
-            }
+            Error::Panicked(msg) => write!(
+                f,
+                "this operation's key or value panicked in its shard (may or may not be applied): {msg}"
+            ),
+            Error::Lost => f.write_str("a shard dropped this operation unanswered"),
             Error::Full => f.write_str(
                 "the shard is busy and its mailbox is full; nothing was queued or changed",
             ),

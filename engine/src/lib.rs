@@ -56,8 +56,8 @@ mod sync;
 mod txn;
 mod visibility;
 
-pub use crate::builder::{CacheBuilder, MAX_MAILBOX_CAPACITY, MAX_SHARDS};
-pub use crate::cache::Cache;
+pub use crate::builder::{CacheBuilder, MAX_MAILBOX_BYTES, MAX_MAILBOX_CAPACITY, MAX_SHARDS};
+pub use crate::cache::{Cache, GET_MANY_OPTIMISTIC_READS};
 pub use crate::error::{Error, LoadError};
 pub use crate::txn::Transaction;
 pub use coherent_shard::{Clock, Expiry, RemovalCause, Stats, Tag};

@@ -82,20 +82,24 @@ where
         if let Some(v) = shard.get(hash, &key, Visible::Live(self.watermark().current())) {
             return Ok(v);
         }
-        let waiting = shard
-            .load_begin(hash, key.clone(), tags)
-            .map_err(submit_error)?;
-        let answer = {
-            let _waiting = shard.waiter();
-            waiting.wait()
-        };
-        let token = match wait_turn(answer)? {
-            Turn::Hit(v) => return Ok(v),
-            Turn::Lead(token) => token,
+        let token = loop {
+            let waiting = shard
+                .load_begin(hash, key.clone(), tags.clone())
+                .map_err(submit_error)?;
+            let answer = {
+                let _waiting = shard.waiter();
+                waiting.wait()
+            };
+            match wait_turn(answer)? {
+                Turn::Hit(v) => return Ok(v),
+                Turn::Lead(token) => break token,
+                Turn::Retry => continue,
+            }
         };
         let lease = Lease::new(shard, hash, key, token);
-        match catch_unwind(AssertUnwindSafe(|| loader(&lease.key))) {
-            Ok(Ok(value)) => Ok(lease.install(value)),
+        let loaded = catch_unwind(AssertUnwindSafe(|| loader(lease.key())));
+        match loaded {
+            Ok(Ok(value)) => lease.install(value),
             Ok(Err(e)) => Err(LoadError::Loader(e)),
             Err(payload) => Err(LoadError::LoaderPanicked(panic_message(&*payload))),
         }
@@ -161,29 +165,31 @@ where
         if let Some(v) = shard.get(hash, &key, Visible::Live(self.watermark().current())) {
             return Ok(v);
         }
-        let waiting = shard
-            .load_begin(hash, key.clone(), tags)
-            .map_err(submit_error)?;
-        let mut waiting = WaitTurn {
-            shard,
-            hash,
-            key: Some(key),
-            completion: waiting,
+        let (token, key) = loop {
+            let waiting = shard
+                .load_begin(hash, key.clone(), tags.clone())
+                .map_err(submit_error)?;
+            let mut waiting = WaitTurn {
+                shard,
+                hash,
+                key: Some(key.clone()),
+                completion: waiting,
+            };
+            let answer = {
+                let _waiting = shard.waiter();
+                (&mut waiting.completion).await
+            };
+            match wait_turn(answer)? {
+                Turn::Hit(v) => return Ok(v),
+                // No await point since the answer arrived: the lease guard
+                // takes over before this future can be dropped.
+                Turn::Lead(token) => break (token, waiting.key.take().expect("key is taken once")),
+                Turn::Retry => continue,
+            }
         };
-        let answer = {
-            let _waiting = shard.waiter();
-            (&mut waiting.completion).await
-        };
-        let token = match wait_turn(answer)? {
-            Turn::Hit(v) => return Ok(v),
-            Turn::Lead(token) => token,
-        };
-        // No await point since the answer arrived: the lease guard takes
-        // over before this future can be dropped.
-        let key = waiting.key.take().expect("key is taken once");
         let lease = Lease::new(shard, hash, key, token);
         match (CatchUnwind(Box::pin(loader))).await {
-            Ok(Ok(value)) => Ok(lease.install(value)),
+            Ok(Ok(value)) => lease.install(value),
             Ok(Err(e)) => Err(LoadError::Loader(e)),
             Err(msg) => Err(LoadError::LoaderPanicked(msg)),
         }
@@ -193,27 +199,34 @@ where
 enum Turn<V> {
     Hit(V),
     Lead(u64),
+    /// The load waited for ended without a value (its leader's install
+    /// panicked in the shard): ask again.
+    Retry,
 }
 
 fn wait_turn<V>(reply: Option<Reply<V>>) -> Result<Turn<V>, Error> {
     match reply {
         Some(Reply::Hit(v)) => Ok(Turn::Hit(v)),
         Some(Reply::Lead(token)) => Ok(Turn::Lead(token)),
+        Some(Reply::Retry) => Ok(Turn::Retry),
         Some(Reply::Closed) => Err(Error::Closed),
-        Some(_) => unreachable!("a load is answered with Hit or Lead"),
+        Some(_) => unreachable!("a load is answered with Hit, Lead, Retry or Closed"),
         None => Err(Error::Lost),
     }
 }
 
-/// A lease this caller leads. Unless its value is installed, dropping it
-/// (loader error, panic, or a dropped future) abandons the load, so the next
-/// waiter leads instead of waiting forever.
+/// A lease this caller leads. Until its `Install` message is handed to the
+/// shard, dropping it (loader error, panic, a dropped future, or a value
+/// whose `Clone` panicked) abandons the load, so the next waiter leads
+/// instead of waiting forever. Once the `Install` is handed over, the
+/// shard ends the lease whatever becomes of the message: it installs,
+/// discards, or (a panic there) tells the waiters to ask again.
 struct Lease<'a, K: Hash + Eq + Clone, V: Clone> {
     shard: &'a Shard<K, V>,
     hash: u64,
-    key: K,
+    /// `None` once the `Install` message took it.
+    key: Option<K>,
     token: u64,
-    done: bool,
 }
 
 impl<'a, K: Hash + Eq + Clone, V: Clone> Lease<'a, K, V> {
@@ -221,19 +234,26 @@ impl<'a, K: Hash + Eq + Clone, V: Clone> Lease<'a, K, V> {
         Self {
             shard,
             hash,
-            key,
+            key: Some(key),
             token,
-            done: false,
         }
     }
 
-    /// Brings the value to the shard; returns it to the leader whether or not
-    /// the shard kept it.
-    fn install(mut self, value: V) -> V {
-        self.done = true;
+    fn key(&self) -> &K {
+        self.key.as_ref().expect("the key is taken only by install")
+    }
+
+    /// Brings the value to the shard; returns it to the leader whether or
+    /// not the shard kept it, unless the leader's own key or value panicked
+    /// on the way (`Error::Panicked`).
+    fn install<E>(mut self, value: V) -> Result<V, LoadError<E>> {
+        // The value's `Clone` is user code: if it panics, the key is still
+        // here and `drop` abandons the lease.
+        let copy = catch_unwind(AssertUnwindSafe(|| value.clone()))
+            .map_err(|payload| LoadError::Cache(Error::Panicked(panic_message(&*payload))))?;
         let op = Op::Install {
-            key: self.key.clone(),
-            value: value.clone(),
+            key: self.key.take().expect("install runs once"),
+            value: copy,
             token: self.token,
         };
         match self.shard.submit(self.hash, op) {
@@ -242,17 +262,20 @@ impl<'a, K: Hash + Eq + Clone, V: Clone> Lease<'a, K, V> {
             Err(SubmitError::Closed) => {
                 tracing::debug!(token = self.token, "cache closed; value not cached")
             }
+            Err(SubmitError::Panicked(message)) => {
+                return Err(LoadError::Cache(Error::Panicked(message)));
+            }
             Err(_) => tracing::warn!(token = self.token, "install lost; value not cached"),
         }
-        value
+        Ok(value)
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Drop for Lease<'_, K, V> {
     fn drop(&mut self) {
-        if !self.done {
+        if let Some(key) = self.key.take() {
             let op = Op::Abandon {
-                key: self.key.clone(),
+                key,
                 token: self.token,
             };
             self.shard.send_oneway(self.hash, op);

@@ -37,13 +37,25 @@ impl Clock {
         }
     }
 
-    /// Moves a manual clock forward (a system clock ignores this).
+    /// Moves a manual clock forward (a system clock ignores this). The
+    /// clock saturates at `u64::MAX` ms: it never wraps, so it never goes
+    /// backwards, and an entry that expired stays expired.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = coherent_shard::Clock::manual();
+    /// clock.advance(Duration::MAX);
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(clock.now_ms(), u64::MAX);
+    /// ```
     pub fn advance(&self, by: std::time::Duration) {
         if let Some(t) = &self.manual {
             let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
             // Relaxed: a test moves the clock, then acts; the action's own
             // synchronisation orders what readers see.
-            t.fetch_add(ms, Ordering::Relaxed);
+            let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                Some(now.saturating_add(ms))
+            });
         }
     }
 

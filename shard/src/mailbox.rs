@@ -13,33 +13,47 @@
 
 #[cfg(not(coherent_loom))]
 mod imp {
+    use std::sync::OnceLock;
+
     /// What a full mailbox gives back.
     #[derive(Debug)]
     pub(crate) struct Full<T>(pub(crate) T);
 
+    /// The channel is made on the first push, which comes only when a
+    /// writer finds the shard's token held: a shard that is never
+    /// contended never allocates one (a 65,536-shard cache is built in
+    /// milliseconds, not seconds), and a contended one pays one atomic
+    /// load per push to find it.
     pub(crate) struct Mailbox<T> {
-        tx: crossbeam_channel::Sender<T>,
-        rx: crossbeam_channel::Receiver<T>,
+        capacity: usize,
+        channel: OnceLock<(crossbeam_channel::Sender<T>, crossbeam_channel::Receiver<T>)>,
     }
 
     impl<T> Mailbox<T> {
         pub(crate) fn bounded(capacity: usize) -> Self {
-            let (tx, rx) = crossbeam_channel::bounded(capacity);
-            Self { tx, rx }
+            Self {
+                capacity,
+                channel: OnceLock::new(),
+            }
+        }
+
+        fn channel(&self) -> &(crossbeam_channel::Sender<T>, crossbeam_channel::Receiver<T>) {
+            self.channel
+                .get_or_init(|| crossbeam_channel::bounded(self.capacity))
         }
 
         /// Queues `msg`, waiting for room if the mailbox is full.
         pub(crate) fn push(&self, msg: T) {
             // The receiver lives in `self`, so the channel cannot be
             // disconnected while we can be called.
-            if self.tx.send(msg).is_err() {
+            if self.channel().0.send(msg).is_err() {
                 unreachable!("the mailbox owns its receiver");
             }
         }
 
         /// Queues `msg` if there is room, else gives it back at once.
         pub(crate) fn try_push(&self, msg: T) -> Result<(), Full<T>> {
-            match self.tx.try_send(msg) {
+            match self.channel().0.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(crossbeam_channel::TrySendError::Full(msg)) => Err(Full(msg)),
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
@@ -49,11 +63,11 @@ mod imp {
         }
 
         pub(crate) fn pop(&self) -> Option<T> {
-            self.rx.try_recv().ok()
+            self.channel.get()?.1.try_recv().ok()
         }
 
         pub(crate) fn len(&self) -> usize {
-            self.rx.len()
+            self.channel.get().map_or(0, |(_, rx)| rx.len())
         }
     }
 }

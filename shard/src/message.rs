@@ -166,6 +166,17 @@ impl<K, V> std::fmt::Debug for Op<K, V> {
     }
 }
 
+impl<K, V> Op<K, V> {
+    /// The lease a leader's `Install` or `Abandon` names: if applying the
+    /// message panics, the shard ends that lease (`Owner::forget_lease`).
+    pub(crate) fn lease_token(&self) -> Option<u64> {
+        match self {
+            Op::Install { token, .. } | Op::Abandon { token, .. } => Some(*token),
+            _ => None,
+        }
+    }
+}
+
 /// A shard's answer to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply<V> {
@@ -195,4 +206,12 @@ pub enum Reply<V> {
     Prepared,
     /// The shard is closed ([`Op::Close`]): nothing was applied.
     Closed,
+    /// User code run by the shard for this message (a key's or value's
+    /// `Hash`, `Eq`, `Clone` or `Drop`) panicked; the panic's message is
+    /// kept. It reaches only this message's caller; the shard goes on.
+    Panicked(String),
+    /// To a caller waiting on a load: the load it waited for could not be
+    /// installed (the leader's `Install` or `Abandon` panicked in the
+    /// shard), and its lease is gone. Ask again (`LoadBegin`).
+    Retry,
 }

@@ -113,19 +113,32 @@ fn as_closure<R>(f: impl FnOnce() -> R) -> R {
 /// giving entries' cells back to `cells` for later writes. Keys and values
 /// are dropped flagged as a closure (see `Owner::retire`); types without
 /// drop glue run no user code here, and skip the flag.
+///
+/// A retired key or value belongs to no caller any more, so a panic of its
+/// `Drop` here reaches none: it is caught and logged, and the rest of the
+/// batch is freed (the panicking entry's cell is not reused).
 fn free_batch<K, V>(cells: &mut Cells, batch: &mut Vec<Retired<K, V>>) {
-    let mut free = || {
+    if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+        as_closure(|| {
+            for item in batch.drain(..) {
+                let freed = catch_unwind(AssertUnwindSafe(|| match item {
+                    Retired::Entry(e) => e.free(cells),
+                    other => drop(other),
+                }));
+                if let Err(payload) = freed {
+                    let message = panic_message(&*payload);
+                    tracing::warn!(%message, "a retired key's or value's drop panicked");
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                }
+            }
+        });
+    } else {
         for item in batch.drain(..) {
             match item {
                 Retired::Entry(e) => e.free(cells),
                 other => drop(other),
             }
         }
-    };
-    if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
-        as_closure(free);
-    } else {
-        free();
     }
 }
 
@@ -449,12 +462,29 @@ where
                 Some(done(self.write(hash, key, None, None, None, published)))
             }
             Op::Update { key, f } => {
+                // The new value keeps the entry's life: its deadline stays,
+                // its time to idle carries over (docs/guarantees.md, G7).
+                let mut life = None;
                 let result = {
                     let current = match self.slots().probe(hash, &key) {
-                        Probe::Found(i) => self.value_now(i),
+                        Probe::Found(i) => {
+                            let current = self.value_now(i);
+                            if current.is_some() {
+                                life = self.life_left(i);
+                            }
+                            current
+                        }
                         Probe::Vacant(_) => None,
                     };
-                    catch_unwind(AssertUnwindSafe(|| as_closure(|| f(current))))
+                    // The clone handed back runs here too: a value whose
+                    // `Clone` panics changes nothing either.
+                    catch_unwind(AssertUnwindSafe(|| {
+                        as_closure(|| {
+                            let new = f(current);
+                            let back = new.clone();
+                            (new, back)
+                        })
+                    }))
                 };
                 match result {
                     Err(payload) => {
@@ -462,12 +492,12 @@ where
                         tracing::warn!(%message, "update closure panicked; nothing changed");
                         Some(Reply::UpdatePanicked(message))
                     }
-                    Ok(new) => Some(
-                        match self.write(hash, key, new.clone(), None, None, published) {
-                            None => Reply::Updated(new),
-                            Some(stamp) => Reply::UpdatedAt(new, stamp),
-                        },
-                    ),
+                    Ok((new, back)) => {
+                        Some(match self.write(hash, key, new, None, life, published) {
+                            None => Reply::Updated(back),
+                            Some(stamp) => Reply::UpdatedAt(back, stamp),
+                        })
+                    }
                 }
             }
             Op::LoadBegin { key, tags, waiter } => {
@@ -947,6 +977,18 @@ where
         }
     }
 
+    /// The life left to the entry in slot `i`, as the expiry a write that
+    /// keeps it gives its new entry (`None`: it cannot expire).
+    fn life_left(&self, i: usize) -> Option<Expiry> {
+        match self.slots().view(i) {
+            View::Live(e) if e.mortal() => {
+                let (ttl, tti) = e.life_left(self.settings.clock.now_ms())?;
+                Some(Expiry::ttl(ttl).with_tti(tti))
+            }
+            _ => None,
+        }
+    }
+
     /// The value in slot `i` as a caller may be given it now: none if
     /// expired (an intent's staged value counts as current, see
     /// `Slots::value_at`).
@@ -1148,20 +1190,34 @@ where
         if self.leases.get(&key).is_some_and(|l| l.token == token) {
             ShardStats::bump(&self.stats.loads);
         }
-        match self.leases.get(&key) {
+        match self.leases.get_mut(&key) {
             // `coherent_loom_break_lease`: deliberately broken (a doomed
             // lease installs anyway), to show the G3 model catches it.
             Some(lease)
                 if lease.token == token && (!lease.doomed || cfg!(coherent_loom_break_lease)) =>
             {
-                let lease = self.leases.remove(&key).expect("lease was just found");
                 // Not doomed, so neither the key nor its tags are pending:
-                // this applies now (`write` would not fold it).
+                // this applies now (`write` would not fold it). The lease
+                // stays in the map until the value is placed, so that a
+                // panic on the way ends it (`forget_lease`) instead of
+                // dropping its waiters unanswered.
+                let tags = std::mem::take(&mut lease.tags);
                 self.put(hash, key.clone(), value.clone(), None, published);
-                self.set_tags(hash, &key, lease.tags);
+                self.set_tags(hash, &key, tags);
+                let lease = self.leases.remove(&key).expect("lease was just found");
                 self.maintain();
-                for w in lease.waiters {
-                    let _ = w.send(Reply::Hit(value.clone()));
+                let mut waiters = lease.waiters.into_iter();
+                let answered = catch_unwind(AssertUnwindSafe(|| {
+                    for w in waiters.by_ref() {
+                        let _ = w.send(Reply::Hit(value.clone()));
+                    }
+                }));
+                if let Err(payload) = answered {
+                    // The value's `Clone` panicked: the rest ask again.
+                    for w in waiters {
+                        let _ = w.send(Reply::Retry);
+                    }
+                    std::panic::resume_unwind(payload);
                 }
                 Reply::Installed
             }
@@ -1173,6 +1229,26 @@ where
             }
             _ => Reply::Discarded,
         }
+    }
+
+    /// The answer to a message whose user code panicked while this owner
+    /// applied it (`Holding::apply`). A leader's `Install` or `Abandon`
+    /// (`lease`) ends its lease as well: its waiters ask again.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn panicked(
+        &mut self,
+        payload: Box<dyn std::any::Any + Send>,
+        lease: Option<u64>,
+    ) -> Reply<V> {
+        let message = panic_message(&*payload);
+        tracing::warn!(%message, "user code panicked in a shard; only its caller is told");
+        if let Some(token) = lease {
+            self.forget_lease(token);
+        }
+        // A payload's own `Drop` could panic too; it is nobody's to hear.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        Reply::Panicked(message)
     }
 
     /// Ends the lease of `key` and hands the load to its first waiter that
@@ -1447,6 +1523,33 @@ where
             .count();
         let reached = self.slots().entries_in_cells() + retired;
         assert_eq!(self.cells.out(), reached, "cells in use vs entries reached");
+    }
+}
+
+impl<K, V> Owner<K, V> {
+    /// Ends the lease `token` without hashing or comparing its key (whose
+    /// `Hash` or `Eq` may be what failed): its waiters are told to ask
+    /// again (`Reply::Retry`), and the next to ask leads a fresh load.
+    pub(crate) fn forget_lease(&mut self, token: u64) {
+        let mut waiters = Vec::new();
+        // `retain` visits every lease without hashing a key. A key's `Drop`
+        // (run as its lease is removed) that panics strands nobody: the
+        // waiters are already out, and are answered below.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            self.leases.retain(|_, l| {
+                if l.token != token {
+                    return true;
+                }
+                waiters.append(&mut l.waiters);
+                false
+            })
+        }));
+        if !waiters.is_empty() {
+            tracing::debug!(token, "lease ended by a panic; its waiters ask again");
+        }
+        for w in waiters {
+            let _ = w.send(Reply::Retry);
+        }
     }
 }
 

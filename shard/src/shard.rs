@@ -38,6 +38,7 @@ use crossbeam_utils::CachePadded;
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 /// Why a message could not be applied.
@@ -46,9 +47,16 @@ pub enum SubmitError<T> {
     /// Called from inside an update closure running in a shard: waiting on a
     /// shard from there could wait on itself. Nothing was queued.
     Reentrant(T),
-    /// The shard failed before answering (a panic in the key's or value's
-    /// own `Hash`, `Eq` or `Clone`). The change may or may not be applied.
+    /// The shard failed before answering: the message was dropped
+    /// unapplied (only a panic outside user code, a bug, gets here; a
+    /// `LoadBegin` whose own key panicked loses its answer this way). The
+    /// change may or may not be applied.
     Lost,
+    /// User code run by the shard for this message (its key's or value's
+    /// `Hash`, `Eq`, `Clone` or `Drop`) panicked; the message is kept. The
+    /// change may or may not be applied; the shard goes on serving, and no
+    /// other caller sees the panic.
+    Panicked(String),
     /// From [`Shard::try_submit`]: the token was taken and the mailbox full.
     /// Nothing was queued or changed.
     Full(T),
@@ -84,10 +92,12 @@ impl std::fmt::Display for TableTooLarge {
 
 impl std::error::Error for TableTooLarge {}
 
-/// A closed shard's refusal, as an error.
+/// A closed shard's refusal, or a panic the message's own user code
+/// raised in the shard, as an error.
 fn refused<V, T>(reply: Reply<V>) -> Result<Reply<V>, SubmitError<T>> {
     match reply {
         Reply::Closed => Err(SubmitError::Closed),
+        Reply::Panicked(message) => Err(SubmitError::Panicked(message)),
         other => Ok(other),
     }
 }
@@ -262,10 +272,11 @@ where
     /// has none). The table is zeroed memory, taken from the system as
     /// its slots are used.
     ///
-    /// # Panics
-    /// If `config.mailbox_capacity` is too large for crossbeam to lay its
-    /// array out; the mailbox is allocated whole, so bound it first (the
-    /// `coherent` builder refuses more than 65,536 messages).
+    /// The mailbox is allocated whole, [`mailbox_bytes`](Self::mailbox_bytes)
+    /// of it, when a writer first finds the shard busy; a capacity too
+    /// large for crossbeam to lay out panics or aborts then, so bound it
+    /// first (the `coherent` builder refuses more than 65,536 messages a
+    /// shard, and more than 1 GiB of mailboxes in all).
     ///
     /// ```
     /// use coherent_shard::{Shard, ShardConfig};
@@ -302,6 +313,13 @@ where
             waiting: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
         })
+    }
+
+    /// The bytes a mailbox of `capacity` messages takes once allocated:
+    /// a slot (a message and crossbeam's stamp) per message.
+    pub fn mailbox_bytes(capacity: usize) -> usize {
+        let slot = std::mem::size_of::<Envelope<K, V>>() + std::mem::size_of::<usize>();
+        capacity.saturating_mul(slot)
     }
 
     /// This shard's statistics so far.
@@ -498,8 +516,9 @@ where
         if !in_closure() {
             if let Some(owner) = self.take_idle_polling() {
                 return match self.write_idle(owner, hash, key, value) {
-                    Some(stamp) => Ok(stamp),
-                    None => Err(SubmitError::Closed),
+                    Ok(stamp) => Ok(stamp),
+                    Err(None) => Err(SubmitError::Closed),
+                    Err(Some(message)) => Err(SubmitError::Panicked(*message)),
                 };
             }
         }
@@ -634,9 +653,17 @@ where
         owner: Held<'_, Owner<K, V>>,
         own: Option<(u64, Op<K, V>)>,
     ) -> Option<Reply<V>> {
-        self.serve_with(owner, |owner, published| {
-            own.and_then(|(hash, op)| owner.apply(hash, op, published))
-        })
+        let queued = owner.queued();
+        let mut holding = Holding::new(self, owner);
+        // Queued messages first: one of them may be this thread's own
+        // earlier one-way message, which must not be overtaken.
+        if queued > 0 {
+            let applied = holding.drain(queued);
+            tracing::trace!(applied, "shard drained its mailbox");
+        }
+        let answer = own.and_then(|(hash, op)| holding.apply(hash, op));
+        holding.release();
+        answer
     }
 
     /// Takes the token idle, polling it a little while another writer
@@ -680,8 +707,11 @@ where
 
     /// [`write`](Self::write) holding a token that was taken idle, so with
     /// nothing to drain first: the common write, kept free of the drain
-    /// loop and of any answer bigger than a word or two. `None`: the shard
-    /// is closed.
+    /// loop and of any answer bigger than two words. `Err(None)`: the shard
+    /// is closed; `Err(Some(message))`: the write's key or value panicked.
+    // A thin `Box<String>` keeps the answer at two words, returned in
+    // registers; a `String` would make it four, returned through memory.
+    #[allow(clippy::box_collection)]
     #[inline(always)]
     fn write_idle(
         &self,
@@ -689,61 +719,21 @@ where
         hash: u64,
         key: K,
         value: Option<V>,
-    ) -> Option<Option<u64>> {
+    ) -> Result<Option<u64>, Option<Box<String>>> {
         let mut holding = Holding::new(self, owner);
-        let owner = holding.owner();
-        let answer = if owner.is_closed() {
-            None
-        } else {
-            let before = owner.len();
-            let stamp = match value {
-                Some(value) => owner.insert(hash, key, value, &self.slots),
-                None => owner.write(hash, key, None, None, None, &self.slots),
-            };
-            // Only on a change: a replacing write leaves `len`'s cache
-            // line alone.
-            if owner.len() != before {
-                self.len.store(owner.len(), Ordering::Relaxed);
-            }
-            Some(stamp)
-        };
-        holding.release();
-        answer
-    }
-
-    /// [`serve`](Self::serve) with the holder's own work given as a closure.
-    #[inline]
-    fn serve_with<R>(
-        &self,
-        owner: Held<'_, Owner<K, V>>,
-        own: impl FnOnce(&mut Owner<K, V>, &Published<K, V>) -> R,
-    ) -> R {
-        let queued = owner.queued();
-        let mut holding = Holding::new(self, owner);
-        // Queued messages first: one of them may be this thread's own
-        // earlier one-way message, which must not be overtaken.
-        if queued > 0 {
-            let applied = holding.drain(queued);
-            tracing::trace!(applied, "shard drained its mailbox");
-        }
-        let answer = {
-            let owner = holding.owner();
-            let before = owner.len();
-            let answer = own(owner, &self.slots);
-            if owner.len() != before {
-                self.len.store(owner.len(), Ordering::Relaxed);
-            }
-            answer
-        };
+        let answer = holding.write(hash, key, value);
         holding.release();
         answer
     }
 }
 
-/// The token held, with the clean-up for the one way out that is not the
-/// normal release: a panic escaping the owner (from a key's or value's own
-/// trait impls; user closures are caught). Then the queued messages are
-/// failed rather than stranded: each caller gets `Lost`, nobody hangs.
+/// The token held. Every message is applied under `catch_unwind`: a panic
+/// of user code run for it (a key's or value's `Hash`, `Eq`, `Clone` or
+/// `Drop`; closures are caught closer still) answers that message's caller
+/// with the panic, and the holder goes on with the next message (G6,
+/// docs/guarantees.md). The clean-up in `drop` is for a panic outside user
+/// code (a bug): then the queued messages are failed rather than stranded,
+/// each caller gets `Lost`, and the leases their loads held end.
 struct Holding<'a, K, V> {
     shard: &'a Shard<K, V>,
     /// Taken out only by `release` (which then forgets `self`) or `drop`.
@@ -807,15 +797,55 @@ where
         tracing::trace!(applied, "shard drained its mailbox");
     }
 
+    /// Applies one message as the owner. A panic of the user code it runs
+    /// is caught here and becomes its answer (`Reply::Panicked`); if the
+    /// message was a leader's `Install` or `Abandon`, its lease ends too,
+    /// so no waiter is left on a load that cannot finish.
     fn apply(&mut self, hash: u64, op: Op<K, V>) -> Option<Reply<V>> {
         let shard = self.shard;
         let owner = self.owner();
         let before = owner.len();
-        let answer = owner.apply(hash, op, &shard.slots);
+        let lease = op.lease_token();
+        let answer = match catch_unwind(AssertUnwindSafe(|| owner.apply(hash, op, &shard.slots))) {
+            Ok(answer) => answer,
+            Err(payload) => Some(owner.panicked(payload, lease)),
+        };
         if owner.len() != before {
             shard.len.store(owner.len(), Ordering::Relaxed);
         }
         answer
+    }
+
+    /// A plain insert (`Some`) or invalidation (`None`) applied by the
+    /// holder itself, a panic caught as in [`apply`](Self::apply); errors
+    /// as in [`Shard::write_idle`].
+    #[allow(clippy::box_collection)] // as in `Shard::write_idle`
+    #[inline(always)]
+    fn write(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Option<V>,
+    ) -> Result<Option<u64>, Option<Box<String>>> {
+        let shard = self.shard;
+        let owner = self.owner();
+        if owner.is_closed() {
+            return Err(None);
+        }
+        let before = owner.len();
+        let written = catch_unwind(AssertUnwindSafe(|| match value {
+            Some(value) => owner.insert(hash, key, value, &shard.slots),
+            None => owner.write(hash, key, None, None, None, &shard.slots),
+        }));
+        // Only on a change: a replacing write leaves `len`'s cache line
+        // alone.
+        if owner.len() != before {
+            shard.len.store(owner.len(), Ordering::Relaxed);
+        }
+        written.map_err(|payload| match owner.panicked(payload, None) {
+            Reply::Panicked(message) => Some(Box::new(message)),
+            _ => unreachable!("a caught panic is answered Panicked"),
+        })
     }
 
     /// Takes out and applies `queued` counted messages.
@@ -839,8 +869,12 @@ where
             }
             let answer = self.apply(hash, op);
             if let (Some(reply), Some(answer)) = (reply, answer) {
-                // The caller may have gone away (a dropped future): fine.
-                let _ = reply.send(answer);
+                // The caller may have gone away (a dropped future): fine,
+                // though the answer then drops here, and a value's `Drop`
+                // may panic; that panic is nobody's to hear.
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    let _ = reply.send(answer);
+                }));
             }
         }
         queued
@@ -884,6 +918,11 @@ impl<'a, K, V> Holding<'a, K, V> {
                 match self.shard.mailbox.pop() {
                     Some(envelope) => {
                         owner.count_out();
+                        // A leader's `Install` or `Abandon` failed here
+                        // would leave its waiters on a lease nobody ends.
+                        if let Some(token) = envelope.op.lease_token() {
+                            owner.forget_lease(token);
+                        }
                         drop(envelope); // its responder wakes the caller with `Lost`
                     }
                     None => break,

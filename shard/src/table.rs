@@ -29,6 +29,7 @@ use crate::value::Value;
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::time::Duration;
 
 /// One cached entry. Its key and value never change once published: a
 /// change publishes a new entry.
@@ -338,6 +339,27 @@ impl<'a, K, V> EntryRef<'a, K, V> {
         // (`OwnedEntry::new`), whose header is at offset 0 (`repr(C)`), and
         // `ptr` covers the allocation.
         Some(unsafe { &(*self.ptr.as_ptr().cast::<Expiring<K, V>>()).life })
+    }
+
+    /// What is left of an entry's life at `now`, for a write that keeps it
+    /// (`update`): its deadline as a time to live from `now` (at least one
+    /// millisecond) and its time to idle, each `Duration::MAX` where it
+    /// has none; `None` for an entry that cannot expire.
+    pub(crate) fn life_left(self, now: u64) -> Option<(Duration, Duration)> {
+        let m = self.life()?;
+        let span = |ms: u64| {
+            if ms == u64::MAX {
+                Duration::MAX
+            } else {
+                Duration::from_millis(ms)
+            }
+        };
+        let ttl = if m.expires == u64::MAX {
+            Duration::MAX
+        } else {
+            span(m.expires.saturating_sub(now).max(1))
+        };
+        Some((ttl, span(m.idle)))
     }
 
     /// Whether the entry may be returned at clock time `now`. Loads the

@@ -14,14 +14,30 @@ pub mod seeds;
 pub use naive::{AckBeforeApply, NaiveCache};
 pub use seeds::{Outcome, SeedCache};
 
+/// Whether the tests run at a small size: `COHERENT_TEST_SMALL` set, as
+/// `.ci/run` sets it for the runs under Valgrind's memcheck, where each
+/// operation costs fifty times more and threads take turns.
+pub fn small() -> bool {
+    std::env::var_os("COHERENT_TEST_SMALL").is_some()
+}
+
+/// `full` operations, or `small` at the small size ([`small`]).
+pub fn sized(full: u64, small: u64) -> u64 {
+    if self::small() {
+        small
+    } else {
+        full
+    }
+}
+
 /// Rounds for the free-running phases: at least 10^5 in release builds (the
 /// bar the scenarios are held to), fewer in debug builds so that a plain
-/// `cargo test` stays quick.
+/// `cargo test` stays quick, and 2,000 at the small size.
 pub fn free_rounds() -> u64 {
     if cfg!(debug_assertions) {
-        10_000
+        sized(10_000, 2_000)
     } else {
-        100_000
+        sized(100_000, 2_000)
     }
 }
 

@@ -14,6 +14,13 @@ thread_local! {
     /// Allocations made by this thread. `const`, no destructor: touching
     /// it never allocates.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes this thread asked for, zeroed memory aside (the system hands
+    /// zeroed pages over only as they are touched).
+    static BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_bytes(layout: Layout) {
+    let _ = BYTES.try_with(|c| c.set(c.get() + layout.size() as u64));
 }
 
 struct Counting;
@@ -27,6 +34,7 @@ fn count() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        count_bytes(layout);
         // SAFETY: the caller's contract, passed on.
         unsafe { System.alloc(layout) }
     }
@@ -41,6 +49,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        count_bytes(Layout::from_size_align(new_size, layout.align()).unwrap_or(layout));
         // SAFETY: the caller's contract, passed on.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -104,4 +113,37 @@ fn control_the_counter_sees_a_cloned_string() {
     read_all(&cache, 1);
     // One allocation per hit: cloning the `String`, nothing else.
     assert_eq!(allocations_in(|| read_all(&cache, 2)), 2 * KEYS);
+}
+
+/// Bytes the current thread allocates while `f` runs.
+fn bytes_of<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = BYTES.with(Cell::get);
+    let r = f();
+    (r, BYTES.with(Cell::get) - before)
+}
+
+#[test]
+fn building_a_cache_allocates_no_mailbox_until_a_writer_finds_its_shard_busy() {
+    let (shards, depth) = (1024, 1024);
+    // A queued insert of a `u64` holds its key and value, and crossbeam
+    // a stamp beside it: 24 bytes a message at the least.
+    let mailboxes = (shards * depth * 24) as u64;
+    let (cache, built) = bytes_of(|| {
+        coherent::Cache::<u64, u64>::builder()
+            .shards(shards)
+            .mailbox_capacity(depth)
+            .build()
+            .unwrap()
+    });
+    println!("built in {built} bytes; the mailboxes take {mailboxes} or more");
+    assert!(
+        built < mailboxes / 4,
+        "building took {built} bytes; the mailboxes would be {mailboxes}"
+    );
+    // The counter sees an allocation of that size: a control.
+    let (v, control) = bytes_of(|| Vec::<u8>::with_capacity(mailboxes as usize / 4));
+    assert!(control >= mailboxes / 4);
+    drop(v);
+    cache.insert(1, 1).unwrap();
+    assert_eq!(cache.get(&1), Some(1));
 }

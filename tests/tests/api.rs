@@ -456,3 +456,28 @@ fn writes_are_linearizable_per_key_under_contention() {
     }
     reader.join().unwrap();
 }
+
+#[test]
+fn settings_that_need_too_much_mailbox_together_are_refused_not_aborted() {
+    let e = Cache::<u64, u64>::builder()
+        .shards(coherent::MAX_SHARDS)
+        .mailbox_capacity(coherent::MAX_MAILBOX_CAPACITY)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig(_)), "{e}");
+    assert!(e.to_string().contains("MAX_MAILBOX_BYTES"), "{e}");
+    // Each at its largest alone is fine, and so is the default mailbox
+    // with the most shards.
+    for (shards, depth) in [
+        (coherent::MAX_SHARDS, 64),
+        (1, coherent::MAX_MAILBOX_CAPACITY),
+    ] {
+        let c = Cache::<u64, u64>::builder()
+            .shards(shards)
+            .mailbox_capacity(depth)
+            .build()
+            .unwrap();
+        c.insert(7, 7).unwrap();
+        assert_eq!(c.get(&7), Some(7));
+    }
+}

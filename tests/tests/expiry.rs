@@ -164,3 +164,110 @@ fn replacing_an_expired_entry_reports_it_expired() {
         ]
     );
 }
+
+/// A cache on a manual clock, with `ttl` as its default time to live.
+fn manual<V: Clone + Send + Sync + 'static>(ttl: Option<Duration>) -> (Clock, Cache<u64, V>) {
+    let clock = Clock::manual();
+    let mut builder = Cache::builder().clock(clock.clone());
+    if let Some(ttl) = ttl {
+        builder = builder.time_to_live(ttl);
+    }
+    (clock, builder.build().unwrap())
+}
+
+#[test]
+fn an_update_keeps_the_entrys_own_expiry() {
+    let (clock, cache) = manual::<u64>(None);
+    cache
+        .insert_with_expiry(1, 1, Expiry::ttl(Duration::from_millis(50)))
+        .unwrap();
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(cache.update(1, |v| v.map(|v| v + 1)), Ok(Some(2)));
+    clock.advance(Duration::from_millis(39));
+    assert_eq!(
+        cache.get(&1),
+        Some(2),
+        "alive until its own deadline, 50 ms"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(cache.get(&1), None, "the update did not make it immortal");
+    clock.advance(secs(1));
+    assert_eq!(cache.get(&1), None);
+}
+
+#[test]
+fn an_update_keeps_the_deadline_and_carries_the_idle_time_over() {
+    let (clock, cache) = manual::<String>(Some(secs(100)));
+    cache
+        .insert_with_expiry(1, "a".to_owned(), Expiry::tti(secs(5)).with_ttl(secs(20)))
+        .unwrap();
+    cache.insert(2, "b".to_owned()).unwrap(); // the default: 100 s
+    for _ in 0..3 {
+        clock.advance(secs(4));
+        cache.update(1, |v| v.map(|s| format!("{s}+"))).unwrap();
+    }
+    assert_eq!(cache.get(&1).as_deref(), Some("a+++"), "idle 4 s at most");
+    clock.advance(secs(5));
+    assert_eq!(cache.get(&1), None, "its own time to idle, kept by updates");
+    cache
+        .insert_with_expiry(3, "c".to_owned(), Expiry::tti(secs(5)).with_ttl(secs(20)))
+        .unwrap();
+    for _ in 0..4 {
+        clock.advance(secs(4));
+        cache.update(3, |v| v.cloned()).unwrap();
+    }
+    assert_eq!(cache.get(&3).as_deref(), Some("c"), "16 s");
+    clock.advance(secs(4));
+    assert_eq!(
+        cache.get(&3),
+        None,
+        "its own 20 s deadline, kept by updates"
+    );
+    // 37 s now; key 2 was written at 0 s with the default 100 s.
+    clock.advance(secs(60));
+    cache.update(2, |v| v.map(|s| format!("{s}!"))).unwrap();
+    clock.advance(secs(2));
+    assert_eq!(cache.get(&2).as_deref(), Some("b!"), "99 s");
+    clock.advance(secs(1));
+    assert_eq!(cache.get(&2), None, "the default deadline is kept too");
+}
+
+#[test]
+fn an_insert_over_an_entry_with_its_own_expiry_takes_the_caches_default() {
+    let (clock, cache) = manual::<u64>(Some(secs(100)));
+    for how in 0..3 {
+        cache
+            .insert_with_expiry(1, 1, Expiry::ttl(secs(1)))
+            .unwrap();
+        match how {
+            0 => cache.insert(1, 2).unwrap(),
+            1 => cache.insert_tagged(1, 2, ["t"]).unwrap(),
+            _ => cache.transaction().insert(1, 2).commit().unwrap(),
+        }
+        clock.advance(secs(2));
+        assert_eq!(cache.get(&1), Some(2), "case {how}: a new entry, 100 s");
+        clock.advance(secs(98));
+        assert_eq!(cache.get(&1), None, "case {how}");
+    }
+}
+
+#[test]
+fn the_manual_clock_saturates_instead_of_wrapping() {
+    let (clock, cache) = manual::<u64>(None);
+    cache
+        .insert_with_expiry(1, 1, Expiry::ttl(secs(1)))
+        .unwrap();
+    clock.advance(secs(2));
+    assert_eq!(cache.get(&1), None);
+    let before = clock.now_ms();
+    clock.advance(Duration::MAX);
+    assert_eq!(clock.now_ms(), u64::MAX);
+    assert!(clock.now_ms() >= before, "time never goes backwards");
+    assert_eq!(cache.get(&1), None, "an expired entry stays expired");
+    clock.advance(secs(1));
+    assert_eq!(clock.now_ms(), u64::MAX);
+    cache
+        .insert_with_expiry(2, 2, Expiry::ttl(secs(1)))
+        .unwrap();
+    assert_eq!(cache.get(&2), None, "at the end of time, nothing lives");
+}

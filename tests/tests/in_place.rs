@@ -30,9 +30,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn writes() -> u64 {
     if cfg!(debug_assertions) {
-        20_000
+        coherent_tests::sized(20_000, 2_000)
     } else {
-        200_000
+        coherent_tests::sized(200_000, 2_000)
     }
 }
 

@@ -84,15 +84,15 @@ fn seeds(n: u64) -> Vec<u64> {
 
 fn transactions() -> u64 {
     if cfg!(debug_assertions) {
-        300
+        coherent_tests::sized(300, 100)
     } else {
-        10_000
+        coherent_tests::sized(10_000, 100)
     }
 }
 
 #[test]
 fn randomized_schedules_give_only_linearizable_histories_with_whole_transactions() {
-    for seed in seeds(24) {
+    for seed in seeds(coherent_tests::sized(24, 2)) {
         let run = Run::from_seed(seed);
         eprintln!("schedule run: {run:?}");
         match run.check(run.cache(), transactions()) {

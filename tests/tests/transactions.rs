@@ -386,3 +386,78 @@ fn writes_racing_transactions_on_the_same_keys_are_neither_lost_nor_torn() {
     assert!(updater.join().unwrap() > 0);
     assert_eq!(reader.join().unwrap(), 0, "a get_many saw the pair split");
 }
+
+/// A key that, each time a `get_many` compares it with itself (reads it),
+/// commits a transaction on another key if it can do so without waiting:
+/// every lock-free read of it is overtaken by a commit.
+#[derive(Debug, Clone, Copy)]
+struct Overtaken(u64);
+
+thread_local! {
+    static OVERTAKE: std::cell::RefCell<Option<(Cache<Overtaken, u64>, u32)>> =
+        const { std::cell::RefCell::new(None) };
+    static READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl PartialEq for Overtaken {
+    fn eq(&self, other: &Self) -> bool {
+        if self.0 == 0 && other.0 == 0 {
+            READS.with(|r| r.set(r.get() + 1));
+            OVERTAKE.with(|o| {
+                if let Some((cache, left)) = o.borrow_mut().as_mut() {
+                    if *left > 0 {
+                        // Poll the commit once: it takes the commit lock
+                        // and commits at once if the lock is free, and is
+                        // dropped unapplied if it is held (by this thread's
+                        // own get_many).
+                        let commit = cache
+                            .transaction()
+                            .insert(Overtaken(1_000 + u64::from(*left)), 1)
+                            .commit_async();
+                        let mut commit = std::pin::pin!(commit);
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        if std::future::Future::poll(commit.as_mut(), &mut cx).is_ready() {
+                            *left -= 1;
+                        }
+                    }
+                }
+            });
+        }
+        self.0 == other.0
+    }
+}
+
+impl Eq for Overtaken {}
+
+impl std::hash::Hash for Overtaken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+#[test]
+fn get_many_overtaken_by_every_commit_finishes_after_a_bounded_number_of_reads() {
+    let cache: Cache<Overtaken, u64> = Cache::builder().shards(4).build().unwrap();
+    let keys: Vec<Overtaken> = (0..512).map(Overtaken).collect();
+    for k in &keys {
+        cache.insert(*k, k.0).unwrap();
+    }
+    // Up to 1,000 commits, one per read of key 0 that is not under the
+    // commit lock: a get_many that only retries reads 1,001 times.
+    OVERTAKE.with(|o| *o.borrow_mut() = Some((cache.clone(), 1_000)));
+    READS.with(|r| r.set(0));
+    let got = cache.get_many(&keys);
+    let left = OVERTAKE.with(|o| o.borrow_mut().take().map(|(_, left)| left));
+    let reads = READS.with(|r| r.get());
+    assert_eq!(got, keys.iter().map(|k| Some(k.0)).collect::<Vec<_>>());
+    assert_eq!(
+        reads,
+        coherent::GET_MANY_OPTIMISTIC_READS + 1,
+        "each lock-free read overtaken, then one read under the commit lock"
+    );
+    assert_eq!(
+        left,
+        Some(1_000 - coherent::GET_MANY_OPTIMISTIC_READS),
+        "the read under the lock could not be overtaken"
+    );
+}
