@@ -1,4 +1,4 @@
-//! The ARC traces in `../shared/traces/` (format in their README): each
+//! The ARC traces in `bench/traces/` (format and sources in its README): each
 //! line is `start_block block_count _ request_id`, and every block from
 //! `start_block` to `start_block + block_count - 1` is one access.
 //!
@@ -9,11 +9,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-/// Where the traces are: `COHERENT_TRACES`, or `../shared/traces` from the
-/// workspace root.
+/// Where the traces are: `COHERENT_TRACES`, or `bench/traces` in this
+/// repository.
 pub fn dir() -> PathBuf {
     std::env::var_os("COHERENT_TRACES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces"),
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("traces"),
         PathBuf::from,
     )
 }

@@ -498,20 +498,16 @@ where
         updated(self.submit_async(hash, update_op(key, f)).await?)
     }
 
-    /// Entries cached, summed over the shards (each as of its last change;
-    /// exact once writers are quiet).
-    pub fn entry_count(&self) -> usize {
-        self.shards.iter().map(Shard::len).sum()
-    }
-
     /// Number of shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }
 
-    /// Which shard (`0..shard_count()`) owns `key`. A diagnostic: tests use
+    /// Which shard (`0..shard_count()`) owns `key`. A diagnostic, not part
+    /// of the stable API: tests use
     /// it to place keys in the same or in different shards. Stable for the
     /// life of this cache; another cache places keys differently.
+    #[doc(hidden)]
     pub fn shard_of<Q>(&self, key: &Q) -> usize
     where
         K: Borrow<Q>,
@@ -525,7 +521,8 @@ where
     /// transaction in flight that their write joined, and `get_or_load`
     /// callers waiting for another caller's load. A diagnostic (tests use it to know
     /// that a caller is blocked); a snapshot that may be stale when it
-    /// returns.
+    /// returns. Not part of the stable API.
+    #[doc(hidden)]
     pub fn waiting(&self) -> usize {
         let shards: usize = self.shards.iter().map(Shard::waiting).sum();
         shards + self.watermark.blocked()
@@ -755,6 +752,6 @@ mod tests {
         let b = a.clone();
         a.insert(1, 1).unwrap();
         assert_eq!(b.get(&1), Some(1));
-        assert_eq!(b.entry_count(), 1);
+        assert_eq!(b.len(), 1);
     }
 }

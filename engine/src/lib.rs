@@ -61,3 +61,9 @@ pub use crate::cache::{Cache, GET_MANY_OPTIMISTIC_READS};
 pub use crate::error::{Error, LoadError};
 pub use crate::txn::Transaction;
 pub use coherent_shard::{Clock, Expiry, RemovalCause, Stats, Tag};
+
+/// The README's code blocks, compiled and run as doc-tests so that they
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

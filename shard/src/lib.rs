@@ -6,6 +6,10 @@
 //! want the `coherent` crate, which routes keys to shards and offers the
 //! public `Cache` API; this crate is its building block.
 //!
+//! **Internal**: this crate's API (`Op`, `Reply`, `Responder` and the rest)
+//! is shaped by what `coherent` needs and changes with it, with no
+//! stability promise. Depend on `coherent`.
+//!
 //! ```
 //! use coherent_shard::{Op, Reply, Shard, Visible};
 //!

@@ -1,4 +1,4 @@
-//! The seed scenarios (`../shared/seeds/`), written once and run against
+//! The incident scenarios (`docs/incidents.md`), written once and run against
 //! `coherent` and against deliberately naive caches used the way the seeds
 //! used theirs. A scenario returns the anomalies it found; the tests in
 //! `tests/` assert zero for `coherent` and at least one for the naive cache

@@ -115,17 +115,17 @@ fn a_large_initial_capacity_is_taken_only_as_used_and_works() {
 }
 
 #[test]
-fn borrowed_lookups_and_entry_count() {
+fn borrowed_lookups_and_len() {
     let c: Cache<String, u64> = Cache::new();
     c.insert("a".to_owned(), 1).unwrap();
     c.insert("b".to_owned(), 2).unwrap();
     assert_eq!(c.get("a"), Some(1));
     assert!(c.contains_key("b"));
     assert!(!c.contains_key("c"));
-    assert_eq!(c.entry_count(), 2);
+    assert_eq!(c.len(), 2);
     c.invalidate(&"a".to_owned()).unwrap();
     assert_eq!(c.get("a"), None);
-    assert_eq!(c.entry_count(), 1);
+    assert_eq!(c.len(), 1);
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn a_full_mailbox_applies_backpressure_and_drops_nothing() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(c.entry_count() as u64, 4 * per);
+    assert_eq!(c.len() as u64, 4 * per);
     for k in 0..4 * per {
         assert_eq!(c.get(&k), Some(k % per));
     }

@@ -1,5 +1,5 @@
 //! Hit ratio of coherent, moka and quick_cache on the ARC traces
-//! (`../shared/traces/`, or `COHERENT_TRACES`) and on Zipf workloads,
+//! (`bench/traces/`, or `COHERENT_TRACES`) and on Zipf workloads,
 //! insert on miss, one thread, at several capacities; one table.
 //!
 //! `cargo run --release -p coherent-bench --bin hitratio [-- WORKLOAD...]`

@@ -155,7 +155,7 @@ fn main() {
             for k in 0..n {
                 c.insert(k, k).expect("insert");
             }
-            let held = c.entry_count() as u64;
+            let held = c.len() as u64;
             (c, held)
         });
         let bounded = per_entry(n, |n| {
@@ -166,7 +166,7 @@ fn main() {
             for k in 0..n {
                 c.insert(k, k).expect("insert");
             }
-            let held = c.entry_count() as u64;
+            let held = c.len() as u64;
             (c, held)
         });
         let quick = per_entry(n, |n| {
