@@ -2,8 +2,8 @@
 //! insert a million distinct `u64` keys into an empty 16-shard cache; the
 //! best of five fills, in ns per insert until visible. Every insert takes
 //! a new entry's memory (nothing is freed yet), so this times where new
-//! entries come from: glibc until issue 6's ninth round, each shard's own
-//! cells since (docs/design.md, "Entries in cells", has the figures).
+//! entries come from: each shard's own cells (docs/design.md, "Entries in
+//! cells", has the figures, and glibc's for comparison).
 //!
 //! `THREADS=2 cargo run --release -p coherent-bench --example fill`
 

@@ -12,7 +12,7 @@
 //! as `compare`'s walk does (a branch the predictor cannot learn, which
 //! costs an insert more: docs/design.md, "Word values in place").
 //! `LEN` is the length of the key sequence, 2^20 by default as in
-//! `compare`: a shorter one (2^16 was the default until the fourth round)
+//! `compare`: a shorter one (2^16, say)
 //! touches fewer distinct keys and flatters the cache with the larger
 //! footprint (docs/design.md, "How the one-thread ratio depends on the key
 //! count"). `BOUNDED=1` puts coherent with `max_capacity` (twice the

@@ -23,8 +23,7 @@
 //!
 //! Why not one set of blocks for all the shards of a cache, so that
 //! entries written one after another sit side by side whatever shard they
-//! went to (as the global allocator places them)? Tried in issue 6's ninth
-//! round: its lock cost two threads filling a cache with new keys about
+//! went to (as the global allocator places them)? Measured: its lock cost two threads filling a cache with new keys about
 //! twice the time per insert (`--example fill`: 345-408 ns against 194
 //! with per-shard cells, 176 with glibc), and a one-thread `get` over Zipf
 //! 1.0 gained nothing measurable from the placement (`get_loop 0 30`,

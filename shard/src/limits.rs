@@ -210,10 +210,9 @@ impl ReadCounts {
 /// One shard's way into its cache's [`ReadCounts`], kept in the shard's
 /// read side so that counting a read loads nothing but the counter: the
 /// counters' address and length, the row arithmetic and the shard's pair
-/// sit beside the table pointer `get` has just read. Before issue 6's
-/// eighth round a count went through the shared `ReadCounts` (one more
-/// dependent load, and its fields), and counting was about 13% of a
-/// bounded `get` (docs/design.md, "The bounded `get` and the bounded
+/// sit beside the table pointer `get` has just read. Going through the
+/// shared `ReadCounts` instead costs one more dependent load, and its
+/// fields: counting was then about 13% of a bounded `get` (docs/design.md, "The bounded `get` and the bounded
 /// write").
 #[derive(Debug)]
 pub(crate) struct ReadCounter {

@@ -76,7 +76,7 @@ impl HeldFlag {
     #[inline(always)]
     pub(crate) fn raise<K, V>() -> Self {
         // `coherent_break_held_flag`: deliberately broken (the flag is never
-        // raised, as before issue 6's fourteenth round), to show that
+        // raised), to show that
         // `tests/tests/drop_writes.rs` catches the hang (`.ci/run`).
         if cfg!(coherent_break_held_flag) {
             return HeldFlag(None);

@@ -49,8 +49,7 @@ fn meta_of(queue: u32, pos: u32) -> u32 {
 /// replacement, which the owner publishes in the replaced entry's slot,
 /// takes over its place without a write here.
 ///
-/// Slots, not entry pointers (as until issue 6's eighth round): replacing
-/// an entry then wrote the ring at the key's position, a cache line far
+/// Slots, not entry pointers: with pointers, replacing an entry wrote the ring at the key's position, a cache line far
 /// from everything else an insert touches, and the token's release waited
 /// for that store to land: about 8 ns per operation at 20% writes, most
 /// of the gap between a bounded and an unbounded insert (docs/design.md,
@@ -70,9 +69,8 @@ struct Ring {
     /// Holes in `items`. A removal leaves one where it was, and only the
     /// front ones go at once (`trim`): in a shard that removes keys and
     /// writes them again without being over budget (nothing evicted,
-    /// nothing popped), the ring grew by one item per removal, for good,
-    /// until issue 6's ninth round. [`Ring::compact`] now drops them once
-    /// they are the majority.
+    /// nothing popped), would grow the ring by one item per removal, for
+    /// good: [`Ring::compact`] drops them once they are the majority.
     holes: usize,
 }
 

@@ -54,8 +54,8 @@
 //! the models in this file check the bias (`--cfg coherent_loom_break_bias`
 //! revokes without waiting, and the model catches two holders).
 //!
-//! Why a flag per thread and not one per token (the twelfth round had a
-//! `busy` flag in the token): the first look (step 2's check, done once
+//! Why a flag per thread and not one per token (a `busy` flag in the
+//! token, measured and rejected): the first look (step 2's check, done once
 //! before step 1 so that other threads publish nothing) can be stale. A
 //! thread that saw the token biased to itself and then stalled may store
 //! its flag after its bias was revoked and granted to another thread,

@@ -1,4 +1,5 @@
-//! A `get` that hits allocates nothing beyond cloning the value (issue 6).
+//! A `get` that hits allocates nothing beyond cloning the value, and
+//! building a cache allocates no mailbox.
 //!
 //! This test binary's global allocator counts the allocations each thread
 //! makes (a thread-local counter, so tests running beside each other do

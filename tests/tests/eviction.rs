@@ -309,8 +309,8 @@ fn eviction_order_survives_replacements_and_table_rebuilds() {
 fn eviction_order_survives_the_queues_compaction() {
     // A removed key leaves a hole in its queue; once holes are the
     // majority the queue is compacted and every entry left is told its new
-    // place (issue 6, ninth round: before, a shard that removed and
-    // rewrote keys without going over budget grew its queue for good).
+    // place (without compaction, a shard that removed and rewrote keys
+    // without going over budget would grow its queue for good).
     // After the compaction, removals and replacements go through those new
     // places: one that was not updated makes a removal hole another key,
     // which then is never evicted, or is evicted out of order.

@@ -1,4 +1,4 @@
-//! A table that grows frees the slot arrays it outgrew (issue 6).
+//! A table that grows frees the slot arrays it outgrew.
 //!
 //! Each rebuild publishes a new array and retires the old one; readers may
 //! still hold it, so it waits in the reclaimer's garbage. A cache that only
@@ -11,7 +11,7 @@
 //! first test grows a cache from empty and compares what it holds with a
 //! cache sized for the same entries from the start, which never rebuilt;
 //! the second churns a cache and checks that freed entries' memory is
-//! reused, and all of it given back on drop (issue 6, ninth round). No
+//! reused, and all of it given back on drop. No
 //! other tests run in this process, and these two take turns (`SERIAL`),
 //! so no reader is pinned while an owner reclaims.
 
@@ -111,8 +111,8 @@ fn live() -> i64 {
     LIVE.with(Cell::get)
 }
 
-/// Entries live in cells that their cache keeps and reuses (issue 6,
-/// ninth round: `shard/src/cells.rs`). Replacing and removing entries
+/// Entries live in cells that their cache keeps and reuses
+/// (`shard/src/cells.rs`). Replacing and removing entries
 /// round after round must reuse the cells of the freed ones: a path that
 /// ended an entry without giving its cell back would take a fresh cell
 /// for every write, `ROUNDS` times the entries' bytes here. And dropping
