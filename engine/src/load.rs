@@ -165,6 +165,7 @@ where
         if let Some(v) = shard.get(hash, &key, Visible::Live(self.watermark().current())) {
             return Ok(v);
         }
+        let mut key = key;
         let (token, key) = loop {
             let waiting = shard
                 .load_begin(hash, key.clone(), tags.clone())
@@ -172,19 +173,22 @@ where
             let mut waiting = WaitTurn {
                 shard,
                 hash,
-                key: Some(key.clone()),
+                key: Some(key),
                 completion: waiting,
             };
             let answer = {
                 let _waiting = shard.waiter();
                 (&mut waiting.completion).await
             };
+            // The answer is taken, so the guard has nothing left to abandon:
+            // the key comes back for the lease or for the next ask. No await
+            // point from here to the lease guard, so this future cannot be
+            // dropped in between.
+            let back = waiting.key.take().expect("the guard holds the key");
             match wait_turn(answer)? {
                 Turn::Hit(v) => return Ok(v),
-                // No await point since the answer arrived: the lease guard
-                // takes over before this future can be dropped.
-                Turn::Lead(token) => break (token, waiting.key.take().expect("key is taken once")),
-                Turn::Retry => continue,
+                Turn::Lead(token) => break (token, back),
+                Turn::Retry => key = back,
             }
         };
         let lease = Lease::new(shard, hash, key, token);

@@ -1231,16 +1231,17 @@ where
         }
     }
 
-    /// The answer to a message whose user code panicked while this owner
-    /// applied it (`Holding::apply`). A leader's `Install` or `Abandon`
-    /// (`lease`) ends its lease as well: its waiters ask again.
+    /// The message of a panic that user code raised while this owner
+    /// applied a message (`Holding::apply`, `Holding::write`), to answer
+    /// its caller with. A leader's `Install` or `Abandon` (`lease`) ends
+    /// its lease as well: its waiters ask again.
     #[cold]
     #[inline(never)]
     pub(crate) fn panicked(
         &mut self,
         payload: Box<dyn std::any::Any + Send>,
         lease: Option<u64>,
-    ) -> Reply<V> {
+    ) -> String {
         let message = panic_message(&*payload);
         tracing::warn!(%message, "user code panicked in a shard; only its caller is told");
         if let Some(token) = lease {
@@ -1248,7 +1249,7 @@ where
         }
         // A payload's own `Drop` could panic too; it is nobody's to hear.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
-        Reply::Panicked(message)
+        message
     }
 
     /// Ends the lease of `key` and hands the load to its first waiter that

@@ -808,7 +808,7 @@ where
         let lease = op.lease_token();
         let answer = match catch_unwind(AssertUnwindSafe(|| owner.apply(hash, op, &shard.slots))) {
             Ok(answer) => answer,
-            Err(payload) => Some(owner.panicked(payload, lease)),
+            Err(payload) => Some(Reply::Panicked(owner.panicked(payload, lease))),
         };
         if owner.len() != before {
             shard.len.store(owner.len(), Ordering::Relaxed);
@@ -842,10 +842,7 @@ where
         if owner.len() != before {
             shard.len.store(owner.len(), Ordering::Relaxed);
         }
-        written.map_err(|payload| match owner.panicked(payload, None) {
-            Reply::Panicked(message) => Some(Box::new(message)),
-            _ => unreachable!("a caught panic is answered Panicked"),
-        })
+        written.map_err(|payload| Some(Box::new(owner.panicked(payload, None))))
     }
 
     /// Takes out and applies `queued` counted messages.
