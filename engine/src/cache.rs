@@ -248,6 +248,35 @@ where
         self.write(hash, key, Some(value))
     }
 
+    /// [`insert`](Self::insert) for async code: resolves once the value is
+    /// visible. If the future is dropped after the write was queued, the
+    /// write still happens.
+    pub async fn insert_async(&self, key: K, value: V) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        self.submit_async(hash, Op::Insert { key, value })
+            .await
+            .map(drop)
+    }
+
+    /// [`insert`](Self::insert), except that it does not wait for room when
+    /// the key's shard is busy and its mailbox is full: it returns
+    /// [`Error::Full`] and changes nothing. Otherwise it returns, like
+    /// `insert`, once the value is visible.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, &str>::new();
+    /// match cache.try_insert(1, "a") {
+    ///     Ok(()) => assert_eq!(cache.get(&1), Some("a")),
+    ///     Err(coherent::Error::Full) => { /* shed the write, or retry later */ }
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), Error> {
+        let hash = self.hash(&key);
+        tracing::trace!(hash, "try_insert");
+        self.try_submit(hash, Op::Insert { key, value }).map(drop)
+    }
+
     /// Sets `key` to `value`, carrying `tags` (any strings or integers, see
     /// [`Tag`]); [`invalidate_tag`](Self::invalidate_tag) on any of them
     /// removes it. Replaces the tags the key had. Visible when it returns,
@@ -271,14 +300,6 @@ where
         let tags = coherent_shard::tags(tags);
         self.submit(hash, Op::InsertTagged { key, value, tags })
             .map(drop)
-    }
-
-    /// Removes every entry carrying `tag`, in every shard, at one instant;
-    /// returns once that is visible. A load that declared the tag and is
-    /// in flight will not install its value. A transaction of one
-    /// operation (see [`transaction`](Self::transaction)).
-    pub fn invalidate_tag(&self, tag: impl Into<Tag>) -> Result<(), Error> {
-        self.transaction().invalidate_tag(tag).commit()
     }
 
     /// [`insert_tagged`](Self::insert_tagged) for async code.
@@ -330,56 +351,41 @@ where
             .map(drop)
     }
 
-    /// Entries in the cache, as of each shard's last change (expired
-    /// entries not yet reclaimed included).
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(Shard::len).sum()
-    }
-
-    /// Whether [`len`](Self::len) is 0.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The total weight of the entries, as of each shard's last change:
-    /// what [`max_capacity`](crate::CacheBuilder::max_capacity) bounds.
-    /// Without a capacity, the number of entries.
-    pub fn weighted_size(&self) -> u64 {
-        self.shards.iter().map(Shard::weighted_size).sum()
-    }
-
-    /// Statistics summed over the shards: hits, misses, loads, stale loads
-    /// discarded, evictions, expirations. Hits and misses are counted when
-    /// [`CacheBuilder::stats`](crate::CacheBuilder::stats) says so (by
-    /// default in bounded caches), in per-thread rows (no locked
-    /// instruction); the rest always.
-    ///
-    /// ```
-    /// let cache = coherent::Cache::<u64, u64>::builder().stats(true).build().unwrap();
-    /// cache.insert(1, 1).unwrap();
-    /// cache.get(&1);
-    /// cache.get(&2);
-    /// let s = cache.stats();
-    /// assert_eq!((s.hits, s.misses), (1, 1));
-    /// ```
-    pub fn stats(&self) -> Stats {
-        let mut total = Stats::default();
-        for shard in self.shards.iter() {
-            total.add(&shard.stats());
-        }
-        total
-    }
-
-    /// [`invalidate_tag`](Self::invalidate_tag) for async code.
-    pub async fn invalidate_tag_async(&self, tag: impl Into<Tag>) -> Result<(), Error> {
-        self.transaction().invalidate_tag(tag).commit_async().await
-    }
-
     /// Removes `key`; returns once no `get` that starts afterwards sees it,
     /// and no load that began before it can install its value.
     pub fn invalidate(&self, key: &K) -> Result<(), Error> {
         let hash = self.hash(key);
         self.write(hash, key.clone(), None)
+    }
+
+    /// [`invalidate`](Self::invalidate) for async code.
+    pub async fn invalidate_async(&self, key: &K) -> Result<(), Error> {
+        let hash = self.hash(key);
+        self.submit_async(hash, Op::Invalidate { key: key.clone() })
+            .await
+            .map(drop)
+    }
+
+    /// [`invalidate`](Self::invalidate), reporting a full mailbox like
+    /// [`try_insert`](Self::try_insert).
+    pub fn try_invalidate(&self, key: &K) -> Result<(), Error> {
+        let hash = self.hash(key);
+        tracing::trace!(hash, "try_invalidate");
+        self.try_submit(hash, Op::Invalidate { key: key.clone() })
+            .map(drop)
+    }
+
+    /// Removes every entry carrying `tag`, in every shard, at one instant;
+    /// returns once that is visible. A load that declared the tag and is
+    /// in flight will not install its value. A transaction of one
+    /// operation (see [`transaction`](Self::transaction)).
+    pub fn invalidate_tag(&self, tag: impl Into<Tag>) -> Result<(), Error> {
+        self.transaction().invalidate_tag(tag).commit()
+    }
+
+    /// [`invalidate_tag`](Self::invalidate_tag) for async code.
+    pub async fn invalidate_tag_async(&self, tag: impl Into<Tag>) -> Result<(), Error> {
+        self.transaction().invalidate_tag(tag).commit_async().await
     }
 
     /// Atomically replaces the value of `key` with `f(current)` and returns
@@ -430,32 +436,14 @@ where
         updated(self.submit(hash, update_op(key, f))?)
     }
 
-    /// [`insert`](Self::insert), except that it does not wait for room when
-    /// the key's shard is busy and its mailbox is full: it returns
-    /// [`Error::Full`] and changes nothing. Otherwise it returns, like
-    /// `insert`, once the value is visible.
-    ///
-    /// ```
-    /// let cache = coherent::Cache::<u64, &str>::new();
-    /// match cache.try_insert(1, "a") {
-    ///     Ok(()) => assert_eq!(cache.get(&1), Some("a")),
-    ///     Err(coherent::Error::Full) => { /* shed the write, or retry later */ }
-    ///     Err(e) => panic!("{e}"),
-    /// }
-    /// ```
-    pub fn try_insert(&self, key: K, value: V) -> Result<(), Error> {
+    /// [`update`](Self::update) for async code. `f` itself is synchronous:
+    /// it runs inside the owning shard.
+    pub async fn update_async<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+    {
         let hash = self.hash(&key);
-        tracing::trace!(hash, "try_insert");
-        self.try_submit(hash, Op::Insert { key, value }).map(drop)
-    }
-
-    /// [`invalidate`](Self::invalidate), reporting a full mailbox like
-    /// [`try_insert`](Self::try_insert).
-    pub fn try_invalidate(&self, key: &K) -> Result<(), Error> {
-        let hash = self.hash(key);
-        tracing::trace!(hash, "try_invalidate");
-        self.try_submit(hash, Op::Invalidate { key: key.clone() })
-            .map(drop)
+        updated(self.submit_async(hash, update_op(key, f)).await?)
     }
 
     /// [`update`](Self::update), reporting a full mailbox like
@@ -470,32 +458,85 @@ where
         updated(self.try_submit(hash, update_op(key, f))?)
     }
 
-    /// [`insert`](Self::insert) for async code: resolves once the value is
-    /// visible. If the future is dropped after the write was queued, the
-    /// write still happens.
-    pub async fn insert_async(&self, key: K, value: V) -> Result<(), Error> {
-        let hash = self.hash(&key);
-        self.submit_async(hash, Op::Insert { key, value })
-            .await
-            .map(drop)
+    /// Closes the cache, for every handle: once this returns, every
+    /// entry is gone, `get` finds nothing, and every write, update, load
+    /// and transaction returns [`Error::Closed`] without changing anything.
+    ///
+    /// Nobody is left hanging: an operation queued in a shard before the
+    /// close reached it is applied and answered as usual, one queued after
+    /// is answered `Closed`, and a caller waiting on another caller's load
+    /// of the key is answered `Closed` (the leader keeps the value it
+    /// loaded; it is not cached). Readers still reading an entry are safe:
+    /// entries are retired, not freed under them. The removal listener
+    /// hears of each entry dropped (`Invalidated`, or `Expired`).
+    ///
+    /// Shards close one after another: a `get` racing the close may find a
+    /// key of a closed shard gone and one of an open shard still there.
+    /// Closing twice is harmless. Memory is given back when the last
+    /// handle is dropped; a closed cache cannot be reopened.
+    ///
+    /// ```
+    /// use coherent::{Cache, Error};
+    ///
+    /// let cache: Cache<u64, u64> = Cache::new();
+    /// cache.insert(1, 10).unwrap();
+    /// cache.close().unwrap();
+    /// assert_eq!(cache.get(&1), None);
+    /// assert_eq!(cache.insert(2, 20), Err(Error::Closed));
+    /// assert_eq!(cache.transaction().insert(3, 30).commit(), Err(Error::Closed));
+    /// ```
+    ///
+    /// Errors: [`Error::Reentrant`] from inside an update closure (nothing
+    /// was closed).
+    pub fn close(&self) -> Result<(), Error> {
+        for shard in self.shards.iter() {
+            match shard.close() {
+                Ok(()) | Err(SubmitError::Closed) => {}
+                Err(e) => return Err(submit_error(e)),
+            }
+        }
+        tracing::debug!(shards = self.shards.len(), "cache closed");
+        Ok(())
     }
 
-    /// [`invalidate`](Self::invalidate) for async code.
-    pub async fn invalidate_async(&self, key: &K) -> Result<(), Error> {
-        let hash = self.hash(key);
-        self.submit_async(hash, Op::Invalidate { key: key.clone() })
-            .await
-            .map(drop)
+    /// Entries in the cache, as of each shard's last change (expired
+    /// entries not yet reclaimed included).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
     }
 
-    /// [`update`](Self::update) for async code. `f` itself is synchronous:
-    /// it runs inside the owning shard.
-    pub async fn update_async<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
-    where
-        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
-    {
-        let hash = self.hash(&key);
-        updated(self.submit_async(hash, update_op(key, f)).await?)
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The total weight of the entries, as of each shard's last change:
+    /// what [`max_capacity`](crate::CacheBuilder::max_capacity) bounds.
+    /// Without a capacity, the number of entries.
+    pub fn weighted_size(&self) -> u64 {
+        self.shards.iter().map(Shard::weighted_size).sum()
+    }
+
+    /// Statistics summed over the shards: hits, misses, loads, stale loads
+    /// discarded, evictions, expirations. Hits and misses are counted when
+    /// [`CacheBuilder::stats`](crate::CacheBuilder::stats) says so (by
+    /// default in bounded caches), in per-thread rows (no locked
+    /// instruction); the rest always.
+    ///
+    /// ```
+    /// let cache = coherent::Cache::<u64, u64>::builder().stats(true).build().unwrap();
+    /// cache.insert(1, 1).unwrap();
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses), (1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for shard in self.shards.iter() {
+            total.add(&shard.stats());
+        }
+        total
     }
 
     /// Number of shards.
@@ -537,16 +578,22 @@ where
     /// table probes with the low bits, so the two choices are independent).
     #[inline]
     pub(crate) fn shard(&self, hash: u64) -> &Shard<K, V> {
-        let i = self.shard_index(hash);
-        debug_assert!(i < self.shards.len());
-        // SAFETY: `shard_index` is `((hash >> 32) * n) >> 32` for the `n`
-        // shards, and `1 <= n <= MAX_SHARDS` (`build` refuses 0 and more
-        // than `MAX_SHARDS`, and the capacity clamp keeps at least 1):
-        // `hash >> 32 < 2^32`, so the product is below `n * 2^32`, which
-        // fits in a u64, and shifted down it is below `n`. Every `get` and
-        // write comes through here; the bounds check this saves was about
-        // 5 instructions of a `get` (docs/design.md).
-        unsafe { self.shards.get_unchecked(i) }
+        &self.shards[self.shard_index(hash)]
+    }
+
+    /// The shard index of `hash` (see [`shard`](Self::shard)).
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
+        let n = self.shards.len() as u64;
+        (((hash >> 32) * n) >> 32) as usize
+    }
+
+    /// Every shard, in index order.
+    pub(crate) fn shards(&self) -> &[Shard<K, V>] {
+        &self.shards
+    }
+
+    pub(crate) fn watermark(&self) -> &Watermark {
+        &self.watermark
     }
 
     /// Applies `op` and returns its answer once the change is visible: a
@@ -612,62 +659,6 @@ where
             }
             other => other,
         })
-    }
-
-    /// Closes the cache, for every handle: once this returns, every
-    /// entry is gone, `get` finds nothing, and every write, update, load
-    /// and transaction returns [`Error::Closed`] without changing anything.
-    ///
-    /// Nobody is left hanging: an operation queued in a shard before the
-    /// close reached it is applied and answered as usual, one queued after
-    /// is answered `Closed`, and a caller waiting on another caller's load
-    /// of the key is answered `Closed` (the leader keeps the value it
-    /// loaded; it is not cached). Readers still reading an entry are safe:
-    /// entries are retired, not freed under them. The removal listener
-    /// hears of each entry dropped (`Invalidated`, or `Expired`).
-    ///
-    /// Shards close one after another: a `get` racing the close may find a
-    /// key of a closed shard gone and one of an open shard still there.
-    /// Closing twice is harmless. Memory is given back when the last
-    /// handle is dropped; a closed cache cannot be reopened.
-    ///
-    /// ```
-    /// use coherent::{Cache, Error};
-    ///
-    /// let cache: Cache<u64, u64> = Cache::new();
-    /// cache.insert(1, 10).unwrap();
-    /// cache.close().unwrap();
-    /// assert_eq!(cache.get(&1), None);
-    /// assert_eq!(cache.insert(2, 20), Err(Error::Closed));
-    /// assert_eq!(cache.transaction().insert(3, 30).commit(), Err(Error::Closed));
-    /// ```
-    ///
-    /// Errors: [`Error::Reentrant`] from inside an update closure (nothing
-    /// was closed).
-    pub fn close(&self) -> Result<(), Error> {
-        for shard in self.shards.iter() {
-            match shard.close() {
-                Ok(()) | Err(SubmitError::Closed) => {}
-                Err(e) => return Err(submit_error(e)),
-            }
-        }
-        tracing::debug!(shards = self.shards.len(), "cache closed");
-        Ok(())
-    }
-
-    /// The shard index of `hash` (see [`shard`](Self::shard)).
-    pub(crate) fn shard_index(&self, hash: u64) -> usize {
-        let n = self.shards.len() as u64;
-        (((hash >> 32) * n) >> 32) as usize
-    }
-
-    /// Every shard, in index order.
-    pub(crate) fn shards(&self) -> &[Shard<K, V>] {
-        &self.shards
-    }
-
-    pub(crate) fn watermark(&self) -> &Watermark {
-        &self.watermark
     }
 
     /// A transaction's op for `key`, with its hash and shard.

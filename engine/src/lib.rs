@@ -47,6 +47,28 @@
 //! write from it is refused with [`Error::Reentrant`], because it could wait
 //! for the shard it runs in. A key's `Hash`, `Eq` and `Clone` also run inside
 //! the shard, and must not write to the cache at all.
+//!
+//! # Blocking and async
+//!
+//! Every operation that may wait (for a busy shard, a loader, a
+//! transaction's watermark) has a blocking form and an `_async` form that
+//! yields to the executor instead; the two sit next to each other in
+//! [`Cache`]'s methods. Reads never wait, so they have one form.
+//!
+//! | blocking | async | non-blocking (fails with [`Error::Full`]) |
+//! |---|---|---|
+//! | [`Cache::insert`] | [`Cache::insert_async`] | [`Cache::try_insert`] |
+//! | [`Cache::insert_tagged`] | [`Cache::insert_tagged_async`] | |
+//! | [`Cache::insert_with_expiry`] | [`Cache::insert_with_expiry_async`] | |
+//! | [`Cache::invalidate`] | [`Cache::invalidate_async`] | [`Cache::try_invalidate`] |
+//! | [`Cache::invalidate_tag`] | [`Cache::invalidate_tag_async`] | |
+//! | [`Cache::update`] | [`Cache::update_async`] | [`Cache::try_update`] |
+//! | [`Cache::get_or_load`] | [`Cache::get_or_load_async`] | |
+//! | [`Cache::get_or_load_tagged`] | [`Cache::get_or_load_tagged_async`] | |
+//! | [`Transaction::commit`] | [`Transaction::commit_async`] | |
+//!
+//! [`Cache::get`], [`Cache::get_many`] and [`Cache::contains_key`] never
+//! wait. The async forms need no particular runtime.
 
 mod builder;
 mod cache;

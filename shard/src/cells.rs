@@ -11,7 +11,7 @@
 //! header does not fit). Cells cost no header and keep every entry in one
 //! line: a bounded cache takes 16 bytes less per `u64` entry and its `get`
 //! is about 3% faster; the unbounded `get` measured the same
-//! (docs/design.md, "Entries in cells").
+//! (docs/design.md, "Entries and cells").
 //!
 //! Each shard's owner has its own [`Blocks`], which it carves cells from,
 //! and its own [`Cells`], those of its freed entries, which its next writes

@@ -1,6 +1,6 @@
 //! Which entries a bounded shard evicts: S3-FIFO, with the small queue's
-//! share tuned by hill climbing. Chosen by measurement (`bench/examples/
-//! policy_sim.rs`, numbers in docs/design.md, "Eviction").
+//! share tuned by hill climbing. Chosen by measurement (`bench/profiling/
+//! policy_sim.rs`, numbers in docs/design.md, "Eviction and expiry").
 //!
 //! S3-FIFO (Yang et al., SOSP '23) keeps a small FIFO for new keys, a main
 //! FIFO, and a ghost FIFO of the hashes of keys recently evicted from the

@@ -29,7 +29,7 @@
 //!   every pin loaded `record.active` to find out whether it was nested
 //!   and stored back what it found; the bit made a one-thread `get`
 //!   3.5-6% faster (medians) on the AMD EPYC (Zen 1) machine
-//!   (docs/design.md, "Where the time goes in `get`").
+//!   (docs/design.md, "Reclamation and the pin").
 //! - The owner of a shard unlinks memory (a slot swap, or publishing a new
 //!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
 //!   Later it runs the *heavy* fence and reads every record; the batch
@@ -233,163 +233,40 @@ mod membarrier {
 /// thread stands. No other thread reads it. [`reader::get`] and
 /// [`reader::set`] are its only accesses.
 ///
-/// On x86-64 Linux with glibc it is a thread-local variable of our own,
-/// defined in assembly, whose every access is one `%fs`-relative load or
-/// store; elsewhere (and under loom, or built with `--cfg coherent_std_tls`,
-/// which CI does to test it) a `thread_local!` `Cell`.
+/// It is a `thread_local!` `Cell`. Its constant initialiser and the
+/// absence of a destructor make a read one load from the thread's TLS block,
+/// with none of the "initialised yet, being destroyed" checks std makes on
+/// every access to a thread-local that has a destructor. (A word defined in
+/// assembly, one `%fs`-relative load, read 3-6% faster in one-thread `get`
+/// medians: inside this machine's run-to-run noise, and it cannot cross a
+/// Rust `dylib` boundary, so the portable word is the only one.)
 mod reader {
-    /// The first module where `$cfg` holds, the second where it does not
-    /// (the condition written once).
-    macro_rules! either {
-        (#[cfg($cfg:meta)] $yes:item $no:item) => {
-            #[cfg($cfg)]
-            $yes
-            #[cfg(not($cfg))]
-            $no
-        };
+    use super::UNSET;
+    use crate::sync::thread_local_key;
+    use std::cell::Cell;
+
+    #[cfg(not(coherent_loom))]
+    thread_local_key! {
+        static WORD: Cell<usize> = const { Cell::new(UNSET) };
+    }
+    #[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
+    thread_local_key! {
+        static WORD: Cell<usize> = Cell::new(UNSET);
     }
 
-    either! {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_os = "linux",
-            target_env = "gnu",
-            not(coherent_loom),
-            not(coherent_std_tls),
-            not(miri)
-        ))]
-        mod imp {
-            //! The word as an ELF thread-local variable (`.tdata`, initial
-            //! value [`UNSET`]) reached with the initial-exec TLS model: the
-            //! thread pointer `%fs` plus an offset that the GOT holds. A
-            //! `thread_local!` `Cell` with a constant initialiser and no
-            //! destructor is reached through its address instead (`mov
-            //! %fs:0,%rax`, `lea`, then the load), one dependent load more on
-            //! every pin and unpin. The linker rewrites the GOT load into an
-            //! immediate in an executable (x86-64 TLS relaxation), which leaves
-            //! one `%fs`-relative load: worth about 0.04x of quick_cache's
-            //! speed in the one-thread `get` (docs/design.md, "The reader word
-            //! in assembly"). Initial-exec also links into shared objects: the
-            //! word then takes 8 bytes of glibc's static TLS surplus when the
-            //! library is `dlopen`ed (musl has none, hence `target_env =
-            //! "gnu"`). The symbol is hidden (never exported from what links
-            //! it) and carries the crate's major, minor and patch version, so
-            //! that two versions of this crate in one program keep two words,
-            //! as they keep two registries. It cannot be reached across a Rust
-            //! `dylib` boundary (hidden or not: rustc's export list for a
-            //! `dylib` names only Rust items), so a program that links this
-            //! crate into a `dylib` and inlines `get` into another object fails
-            //! to link (`undefined symbol: coherent_shard_reader_0_1_0`, tried)
-            //! and builds with `--cfg coherent_std_tls` (`RUSTFLAGS`), which
-            //! selects the `thread_local!` word.
-            use super::super::UNSET;
-
-            macro_rules! word {
-                () => {
-                    concat!(
-                        "coherent_shard_reader_",
-                        env!("CARGO_PKG_VERSION_MAJOR"),
-                        "_",
-                        env!("CARGO_PKG_VERSION_MINOR"),
-                        "_",
-                        env!("CARGO_PKG_VERSION_PATCH")
-                    )
-                };
-            }
-
-            std::arch::global_asm!(
-                ".pushsection .tdata,\"awT\",@progbits",
-                ".p2align 3",
-                concat!(".globl ", word!()),
-                concat!(".hidden ", word!()),
-                concat!(".type ", word!(), ",@object"),
-                concat!(".size ", word!(), ",8"),
-                concat!(word!(), ":"),
-                ".quad {unset}",
-                ".popsection",
-                unset = const UNSET,
-            );
-
-            /// This thread's word.
-            #[inline(always)]
-            pub(crate) fn get() -> usize {
-                let word: usize;
-                // SAFETY: reads the 8 bytes of this thread's copy of the
-                // variable defined above (8-aligned in `.tdata`; the loader
-                // gives every thread its copy, initialised to UNSET, before the
-                // thread runs), at the thread pointer plus the offset in the
-                // GOT: the initial-exec sequence of the x86-64 ELF TLS ABI.
-                // It touches no stack and no flags and writes nothing; `pure`
-                // and `readonly` let the compiler merge two reads with no
-                // write to memory between them, and no more: `set` is an asm
-                // block that may write memory, which orders it after every
-                // earlier `get` and before every later one.
-                unsafe {
-                    std::arch::asm!(
-                        concat!("mov {off}, qword ptr [rip + ", word!(), "@GOTTPOFF]"),
-                        "mov {word}, qword ptr fs:[{off}]",
-                        off = out(reg) _,
-                        word = lateout(reg) word,
-                        options(nostack, readonly, pure, preserves_flags),
-                    );
-                }
-                word
-            }
-
-            /// Sets this thread's word.
-            #[inline(always)]
-            pub(crate) fn set(word: usize) {
-                // SAFETY: as in `get`, a store to this thread's own copy, which
-                // no other thread reads or writes.
-                unsafe {
-                    std::arch::asm!(
-                        concat!("mov {off}, qword ptr [rip + ", word!(), "@GOTTPOFF]"),
-                        "mov qword ptr fs:[{off}], {word}",
-                        off = out(reg) _,
-                        word = in(reg) word,
-                        options(nostack, preserves_flags),
-                    );
-                }
-            }
-        }
-
-        mod imp {
-            //! The word as a `thread_local!` `Cell`. Its constant initialiser
-            //! and the absence of a destructor make a read one load from the
-            //! thread's TLS block, with none of the "initialised yet, being
-            //! destroyed" checks std makes on every access to a thread-local
-            //! that has a destructor (the `get` path used to pay about 20
-            //! instructions for those and for a nesting counter).
-            use super::super::UNSET;
-            use crate::sync::thread_local_key;
-            use std::cell::Cell;
-
-            #[cfg(not(coherent_loom))]
-            thread_local_key! {
-                static WORD: Cell<usize> = const { Cell::new(UNSET) };
-            }
-            #[cfg(coherent_loom)] // loom's macro takes no `const` initialiser
-            thread_local_key! {
-                static WORD: Cell<usize> = Cell::new(UNSET);
-            }
-
-            /// This thread's word ([`GONE`](super::super::GONE) where its
-            /// thread-local storage is gone, which a `Cell` without a
-            /// destructor never is outside loom).
-            #[inline(always)]
-            pub(crate) fn get() -> usize {
-                WORD.try_with(Cell::get).unwrap_or(super::super::GONE)
-            }
-
-            /// Sets this thread's word.
-            #[inline(always)]
-            pub(crate) fn set(word: usize) {
-                let _ = WORD.try_with(|w| w.set(word));
-            }
-        }
+    /// This thread's word ([`GONE`](super::GONE) where its thread-local
+    /// storage is gone, which a `Cell` without a destructor never is outside
+    /// loom).
+    #[inline(always)]
+    pub(crate) fn get() -> usize {
+        WORD.try_with(Cell::get).unwrap_or(super::GONE)
     }
 
-    pub(crate) use imp::{get, set};
+    /// Sets this thread's word.
+    #[inline(always)]
+    pub(crate) fn set(word: usize) {
+        let _ = WORD.try_with(|w| w.set(word));
+    }
 }
 
 /// The [`reader`] word before the thread's first read.
@@ -815,217 +692,7 @@ impl<T> Garbage<T> {
 }
 
 #[cfg(all(test, not(coherent_loom)))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize as StdCount;
-
-    struct Counted<'a>(&'a StdCount);
-    impl Drop for Counted<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Collects until `want` items are freed. Other tests of this binary
-    /// read shards on their own threads, and a reader that pinned just
-    /// before a seal holds that batch for the few nanoseconds it reads: a
-    /// free may take a retry or two, never more than a bounded few.
-    fn collect_until(garbage: &mut Garbage<Counted<'_>>, freed: &StdCount, want: usize) {
-        for _ in 0..100_000 {
-            garbage.collect();
-            if freed.load(Ordering::Relaxed) == want {
-                return;
-            }
-            std::thread::yield_now();
-        }
-        panic!("only {} of {want} freed", freed.load(Ordering::Relaxed));
-    }
-
-    #[test]
-    fn nothing_is_freed_while_an_earlier_reader_is_pinned() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        let pin = pin();
-        for _ in 0..BATCH * 3 {
-            garbage.retire(Counted(&freed));
-        }
-        garbage.collect();
-        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
-        assert_eq!(garbage.pending(), BATCH * 3);
-        drop(pin);
-        collect_until(&mut garbage, &freed, BATCH * 3);
-        assert_eq!(garbage.pending(), 0);
-    }
-
-    #[test]
-    fn a_reader_pinned_after_the_seal_does_not_hold_the_batch() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        garbage.retire(Counted(&freed));
-        garbage.collect(); // sealed here
-        let late = pin(); // pinned after the seal: does not hold it back
-        collect_until(&mut garbage, &freed, 1);
-        drop(late);
-    }
-
-    #[test]
-    fn nested_pins_retract_only_at_the_outermost() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        let outer = pin();
-        let inner = pin();
-        garbage.retire(Counted(&freed));
-        drop(inner);
-        garbage.collect();
-        assert_eq!(freed.load(Ordering::Relaxed), 0, "outer pin still holds");
-        drop(outer);
-        collect_until(&mut garbage, &freed, 1);
-    }
-
-    #[test]
-    fn the_reader_word_is_each_threads_own() {
-        // A new thread's word is UNSET, whatever other threads stored in
-        // theirs; a pin sets NESTED in its own thread's word only, and its
-        // end clears it. (On x86-64 Linux the word is the assembly-defined
-        // thread-local, `reader`'s first `imp`.)
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let other = std::thread::spawn(move || {
-            assert_eq!(reader::get(), UNSET, "a new thread's word");
-            let pinned = pin();
-            let word = reader::get();
-            tx.send(word).unwrap();
-            done_rx.recv().unwrap(); // hold the pin while the main thread looks
-            drop(pinned);
-            assert_eq!(reader::get(), word & !NESTED, "the pin's end clears NESTED");
-        });
-        let theirs = rx.recv().unwrap();
-        assert_eq!(theirs & NESTED, NESTED, "a standing pin sets NESTED");
-        drop(pin()); // this thread has its record
-        let mine = reader::get();
-        assert_eq!(mine & NESTED, 0, "the other thread's pin is not ours");
-        assert_ne!(mine & !TAGS, theirs & !TAGS, "two threads, two records");
-        let pinned = pin();
-        assert_eq!(reader::get(), mine | NESTED);
-        drop(pinned);
-        assert_eq!(reader::get(), mine);
-        done_tx.send(()).unwrap();
-        other.join().unwrap();
-    }
-
-    #[test]
-    fn records_are_reused_after_threads_exit() {
-        let count = || registry().records.lock().unwrap().len();
-        drop(pin()); // this thread's record exists before we count
-        let before = count();
-        for _ in 0..64 {
-            std::thread::spawn(|| drop(pin())).join().unwrap();
-        }
-        // Other tests of this binary run threads meanwhile, a few at a time;
-        // without reuse there would be 64 more records.
-        let grown = count() - before;
-        assert!(grown < 32, "{grown} records for 64 short-lived readers");
-    }
-
-    #[test]
-    fn a_read_from_a_thread_local_destructor_is_safe_and_counted_out() {
-        struct ReadsOnExit(std::sync::mpsc::Sender<bool>);
-        impl Drop for ReadsOnExit {
-            fn drop(&mut self) {
-                // Runs during thread teardown, before or after this
-                // thread's record is given back: either way a valid pin.
-                let pinned = pin();
-                let announced = pinned.announced();
-                drop(pinned);
-                let _ = self.0.send(announced);
-            }
-        }
-        thread_local! {
-            static PROBE: std::cell::RefCell<Option<ReadsOnExit>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            drop(pin()); // take a record first, so both may be torn down
-            PROBE.with(|p| *p.borrow_mut() = Some(ReadsOnExit(tx)));
-        })
-        .join()
-        .unwrap();
-        assert!(rx.recv().unwrap(), "the destructor's pin announced itself");
-        assert_eq!(ORPHANS.load(Ordering::SeqCst), 0, "an orphan pin leaked");
-    }
-
-    /// An owner frees a batch it sealed by another owner's later fence,
-    /// without running one itself (`collect_after(usize::MAX, ..)` never
-    /// fences): what lets one fence serve every shard.
-    #[test]
-    fn a_fence_run_by_another_owner_frees_a_batch_sealed_before_it() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        garbage.retire(Counted(&freed));
-        garbage.collect_after(usize::MAX, &mut Vec::clear); // sealed here
-                                                            // Retries only for other tests' readers, pinned for a few
-                                                            // nanoseconds at the moment of a fence (`collect_until`).
-        for _ in 0..100_000 {
-            std::thread::spawn(|| {
-                fence_and_scan();
-            })
-            .join()
-            .unwrap();
-            garbage.collect_after(usize::MAX, &mut Vec::clear);
-            if freed.load(Ordering::Relaxed) == 1 {
-                return;
-            }
-        }
-        panic!("another owner's fence never freed the batch");
-    }
-
-    /// A full batch runs a fence only once [`FENCE_AFTER`] sealed batches
-    /// wait for one; until then it leaves the fence to whichever owner
-    /// gets there first. (The pin keeps any fence from covering these
-    /// batches, so the count depends on this owner alone.)
-    #[test]
-    fn full_batches_wait_for_a_shared_fence_until_fence_after() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        let pin = pin();
-        let fences = || FENCES_RUN.with(std::cell::Cell::get);
-        let start = fences();
-        for batch in 1..=FENCE_AFTER + 1 {
-            for _ in 0..BATCH {
-                garbage.retire(Counted(&freed));
-            }
-            let want = (batch + 1).saturating_sub(FENCE_AFTER);
-            assert_eq!(fences() - start, want, "fences after {batch} batches");
-            if batch == 1 {
-                assert_eq!(want, 0, "a first full batch leaves the fence to others");
-            }
-        }
-        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
-        drop(pin);
-        collect_until(&mut garbage, &freed, BATCH * (FENCE_AFTER + 1));
-    }
-
-    #[test]
-    fn a_pinned_reader_on_another_thread_holds_the_batch() {
-        let freed = StdCount::new(0);
-        let mut garbage = Garbage::new();
-        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let reader = std::thread::spawn(move || {
-            let _pin = pin();
-            pinned_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-        });
-        pinned_rx.recv().unwrap();
-        garbage.retire(Counted(&freed));
-        garbage.collect();
-        assert_eq!(freed.load(Ordering::Relaxed), 0, "freed under a reader");
-        go_tx.send(()).unwrap();
-        reader.join().unwrap();
-        collect_until(&mut garbage, &freed, 1);
-    }
-}
+mod tests;
 
 /// The reclamation protocol under loom (symmetric fences): a reader that
 /// races the unlink and free of what it reads. The free is modelled as a
@@ -1034,122 +701,4 @@ mod tests {
 /// with `--cfg coherent_loom_break_reclaim` makes the owner ignore pinned
 /// readers, and loom finds that interleaving (docs/guarantees.md).
 #[cfg(all(test, coherent_loom))]
-mod loom_tests {
-    use super::*;
-    use crate::sync::AtomicPtr;
-    use loom::cell::UnsafeCell;
-
-    struct Node(UnsafeCell<u64>);
-
-    /// Owns a node that was unlinked; "frees" it (a write loom checks) and
-    /// then really frees it.
-    struct Unlinked(*mut Node);
-
-    impl Drop for Unlinked {
-        fn drop(&mut self) {
-            // SAFETY: `self.0` came from `Box::into_raw` and was unlinked;
-            // the model checks that no reader can still read it.
-            let node = unsafe { Box::from_raw(self.0) };
-            // SAFETY: the write loom checks for a race with the reader.
-            node.0.with_mut(|v| unsafe { *v = 0 });
-        }
-    }
-
-    /// A node (value 1) behind a shared pointer, and a thread that loads
-    /// it while pinned (twice, the second pin nested in the first and
-    /// ended before the read, if `nested`) and reads it: the race the
-    /// models below set against an unlink and free of that node.
-    fn racing_reader(nested: bool) -> (Arc<AtomicPtr<Node>>, loom::thread::JoinHandle<()>) {
-        let first = Box::into_raw(Box::new(Node(UnsafeCell::new(1))));
-        let shared = Arc::new(AtomicPtr::new(first));
-        let reader = {
-            let shared = shared.clone();
-            loom::thread::spawn(move || {
-                let _pin = pin();
-                let node = shared.load(Ordering::Acquire);
-                if nested {
-                    drop(pin());
-                }
-                // SAFETY: the property under test: pinned (by the outer
-                // pin when nested), the node we loaded is not freed while
-                // we read it.
-                let v = unsafe { &*node }.0.with(|v| unsafe { *v });
-                assert!(v == 1 || v == 2, "read a freed node ({v})");
-            })
-        };
-        (shared, reader)
-    }
-
-    /// [`racing_reader`] against the owner's unlink and free of its node.
-    fn reader_vs_free(name: &str, nested: bool) {
-        crate::loom_model(name, move || {
-            let (shared, reader) = racing_reader(nested);
-            let second = Box::into_raw(Box::new(Node(UnsafeCell::new(2))));
-            let old = shared.swap(second, Ordering::AcqRel);
-            let mut garbage = Garbage::new();
-            garbage.retire(Unlinked(old));
-            garbage.collect();
-            reader.join().unwrap();
-            garbage.collect();
-            drop(garbage);
-            drop(Unlinked(shared.load(Ordering::Acquire)));
-        });
-    }
-
-    /// One owner's fence frees what another owner sealed, but only what
-    /// it sealed before the fence began: the owner here seals its batch
-    /// and never fences (it frees only by [`COVERED`]), while another
-    /// thread runs a fence and scan at any point of the race. Building
-    /// with `--cfg coherent_loom_break_cover` (the fence's bound read after
-    /// the fence, so that it also counts a batch sealed while the fence
-    /// ran) makes loom report the free racing the reader's read.
-    #[test]
-    fn a_fence_covers_only_batches_sealed_before_it() {
-        crate::loom_model("reclaim_shared_fence", || {
-            let (shared, reader) = racing_reader(false);
-            let fencer = loom::thread::spawn(|| {
-                fence_and_scan();
-            });
-            let second = Box::into_raw(Box::new(Node(UnsafeCell::new(2))));
-            let old = shared.swap(second, Ordering::AcqRel);
-            let mut garbage = Garbage::new();
-            garbage.open.push(Unlinked(old));
-            // Seal, and free only what a fence already covers.
-            garbage.collect_after(usize::MAX, &mut Vec::clear);
-            fencer.join().unwrap();
-            garbage.collect_after(usize::MAX, &mut |batch| {
-                FREED_BY_ANOTHERS_FENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                batch.clear();
-            });
-            reader.join().unwrap();
-            garbage.collect();
-            drop(garbage);
-            drop(Unlinked(shared.load(Ordering::Acquire)));
-        });
-        // The model reached the case it is about: a free by the other
-        // thread's fence alone, in some interleaving.
-        assert!(FREED_BY_ANOTHERS_FENCE.load(std::sync::atomic::Ordering::Relaxed) > 0);
-    }
-
-    /// Interleavings of the model above in which the owner freed by the
-    /// other thread's fence (std's atomic: it counts across the model's runs).
-    static FREED_BY_ANOTHERS_FENCE: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
-
-    #[test]
-    fn a_racing_reader_never_reads_freed_memory() {
-        reader_vs_free("reclaim_reader_vs_free", false);
-    }
-
-    /// A pin nested in another (a `get` from a value's `Clone`) leaves the
-    /// outer pin's announcement standing when it ends: the reader reads
-    /// after its inner pin ended, still under the outer one, and the owner
-    /// must not free what it reads. Building with `--cfg
-    /// coherent_loom_break_nesting` (a nested pin announces as if outermost,
-    /// and its end stores 0) makes loom report
-    /// the free racing that read.
-    #[test]
-    fn an_inner_pin_ending_leaves_the_outer_one_standing() {
-        reader_vs_free("reclaim_nested_pin_vs_free", true);
-    }
-}
+mod loom_tests;

@@ -5,10 +5,7 @@
 //! them. Under `--cfg coherent_loom` they come from loom; see
 //! `docs/guarantees.md` for the models. Two exceptions use `std` directly
 //! because they order nothing: the statistics counters (`limits.rs`) and
-//! the manual clock (`clock.rs`). A third bypasses both: on x86-64 Linux
-//! the reader word (`reclaim.rs`, `reader`) is a thread-local defined in
-//! assembly, private to its thread, so no ordering between threads rests
-//! on it; under loom it is this facade's thread-local again.
+//! the manual clock (`clock.rs`).
 
 #[cfg(not(coherent_loom))]
 mod imp {

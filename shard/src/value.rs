@@ -15,7 +15,7 @@
 //! stands in for: a reader sees the old value or the new one, whole, and
 //! the writer is answered after the store, so every `get` that starts after
 //! the answer sees the new value (write-read coherence of one location).
-//! docs/design.md, "Word values in place", has the measurement: at 20%
+//! docs/design.md, "Word values replaced in place", has the measurement: at 20%
 //! writes on one thread the new entry, its retirement and its reclamation
 //! were a sixth of the whole mix's time.
 //!

@@ -1,10 +1,8 @@
 //! A shared library that uses `coherent`, for `tests/dlopen.rs` to load
 //! with `dlopen(3)` after the program started, as a plugin or a Python
-//! extension is loaded. On x86-64 Linux the cache's reader word is an
-//! initial-exec thread-local (`shard/src/reclaim.rs`, `reader`), which a
-//! library loaded that late must fit into glibc's static TLS surplus: the
-//! test shows that it does, and that reads from threads the library did
-//! not start, and from threads it started, see the writes.
+//! extension is loaded. Each reading thread keeps a thread-local word
+//! (`shard/src/reclaim.rs`, `reader`): the test shows that threads the
+//! library did not start, and threads it started, read the writes.
 
 use std::sync::OnceLock;
 
