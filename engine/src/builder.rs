@@ -252,7 +252,7 @@ where
     /// a writer first finds the shard busy, about 100 bytes a message for
     /// small keys and values; a deeper one did not write faster from 16
     /// threads or 256 async tasks into one shard
-    /// (`bench/examples/mailbox_depth.rs`).
+    /// (`bench/profiling/mailbox_depth.rs`).
     ///
     /// ```
     /// use coherent::{Cache, MAX_MAILBOX_CAPACITY, MAX_SHARDS};

@@ -1,18 +1,18 @@
 //! The incident scenarios (`docs/incidents.md`), written once and run against
-//! `coherent` and against deliberately naive caches used the way the seeds
+//! `coherent` and against deliberately naive caches used the way the incidents' services
 //! used theirs. A scenario returns the anomalies it found; the tests in
 //! `tests/` assert zero for `coherent` and at least one for the naive cache
 //! (so each check is known to be able to fail), and the demo prints both.
 
 pub mod canary;
 pub mod history;
+pub mod incident_000;
+pub mod incidents;
 pub mod naive;
 pub mod reclaim;
-pub mod seed000;
-pub mod seeds;
 
+pub use incidents::{IncidentCache, Outcome};
 pub use naive::{AckBeforeApply, NaiveCache};
-pub use seeds::{Outcome, SeedCache};
 
 /// Whether the tests run at a small size: `COHERENT_TEST_SMALL` set, as
 /// `.ci/run` sets it for the runs under Valgrind's memcheck, where each
@@ -41,7 +41,7 @@ pub fn free_rounds() -> u64 {
     }
 }
 
-/// A cache small enough that the seed scenarios run under heavy eviction
+/// A cache small enough that the incident scenarios run under heavy eviction
 /// (4 shards, 16 entries): bounding must not break G1-G4.
 pub fn small_coherent<K, V>() -> std::sync::Arc<coherent::Cache<K, V>>
 where

@@ -1,5 +1,5 @@
-//! Caches used the way the seeds used theirs. Each is correct as a map and
-//! wrong as a cache under concurrency, in exactly the seed's way.
+//! Caches used the way the incidents' services used theirs. Each is correct as a map and
+//! wrong as a cache under concurrency, in exactly the incident's way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

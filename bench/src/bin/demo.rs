@@ -1,11 +1,11 @@
-//! The main demo: reproduces the seed races against the naive caches the
-//! seeds used and against `coherent`, prints the anomalies each showed, then
+//! The main demo: reproduces the incident races against the naive caches the
+//! incidents' services used and against `coherent`, prints the anomalies each showed, then
 //! the speed figures. Runs in under a minute.
 //!
 //! `cargo run --release -p coherent-bench --bin demo`
 
-use coherent_tests::seed000::{self, TwoStep};
-use coherent_tests::seeds::{seed_001, seed_002, seed_003, Outcome};
+use coherent_tests::incident_000::{self, TwoStep};
+use coherent_tests::incidents::{incident_001, incident_002, incident_003, Outcome};
 use coherent_tests::{free_rounds, AckBeforeApply, NaiveCache};
 use std::sync::Arc;
 
@@ -13,19 +13,19 @@ fn cache<V: Clone + Send + Sync + 'static>() -> Arc<coherent::Cache<u64, V>> {
     Arc::new(coherent::Cache::builder().shards(4).build().expect("valid"))
 }
 
-fn row(seed: &str, how: &str, naive_name: &str, naive: Outcome, ours: Outcome) {
+fn row(incident: &str, how: &str, naive_name: &str, naive: Outcome, ours: Outcome) {
     println!(
         "{:<34} {:<10} {:>9} | {:<24} {:>9} | {:>9}",
-        seed, how, naive.rounds, naive_name, naive.anomalies, ours.anomalies
+        incident, how, naive.rounds, naive_name, naive.anomalies, ours.anomalies
     );
 }
 
 fn main() {
     let rounds = free_rounds();
-    println!("Seed races: anomalies found (a stale or lost result each)\n");
+    println!("Incident races: anomalies found (a stale or lost result each)\n");
     println!(
         "{:<34} {:<10} {:>9} | {:<24} {:>9} | {:>9}",
-        "seed", "schedule", "rounds", "naive cache", "naive", "coherent"
+        "incident", "schedule", "rounds", "naive cache", "naive", "coherent"
     );
     let eight = || {
         coherent::Cache::<u64, u64>::builder()
@@ -37,57 +37,57 @@ fn main() {
         "000 set, then invalidate related",
         "forced",
         "set, then invalidate",
-        seed000::forced(Arc::new(TwoStep(eight()))),
-        seed000::forced(Arc::new(eight())),
+        incident_000::forced(Arc::new(TwoStep(eight()))),
+        incident_000::forced(Arc::new(eight())),
     );
     row(
         "000 set, then invalidate related",
         "free",
         "set, then invalidate",
-        seed000::free_running(Arc::new(TwoStep(eight())), rounds),
-        seed000::free_running(Arc::new(eight()), rounds),
+        incident_000::free_running(Arc::new(TwoStep(eight())), rounds),
+        incident_000::free_running(Arc::new(eight()), rounds),
     );
     row(
         "001 stale fill after invalidate",
         "forced",
         "miss-load-set map",
-        seed_001::forced(Arc::new(NaiveCache::<u64>::default())),
-        seed_001::forced(cache()),
+        incident_001::forced(Arc::new(NaiveCache::<u64>::default())),
+        incident_001::forced(cache()),
     );
     row(
         "001 stale fill after invalidate",
         "free",
         "miss-load-set map",
-        seed_001::free_running(Arc::new(NaiveCache::<u64>::default()), rounds),
-        seed_001::free_running(cache(), rounds),
+        incident_001::free_running(Arc::new(NaiveCache::<u64>::default()), rounds),
+        incident_001::free_running(cache(), rounds),
     );
     row(
         "002 ack before visible",
         "forced",
         "ack-before-apply",
-        seed_002::forced(Arc::new(AckBeforeApply::<u64>::default())),
-        seed_002::forced(cache()),
+        incident_002::forced(Arc::new(AckBeforeApply::<u64>::default())),
+        incident_002::forced(cache()),
     );
     row(
         "002 ack before visible",
         "free",
         "ack-before-apply",
-        seed_002::free_running(Arc::new(AckBeforeApply::<u64>::default()), rounds),
-        seed_002::free_running(cache(), rounds),
+        incident_002::free_running(Arc::new(AckBeforeApply::<u64>::default()), rounds),
+        incident_002::free_running(cache(), rounds),
     );
     row(
         "003 lost read-modify-write (x8)",
         "forced",
         "read-then-write map",
-        seed_003::forced(Arc::new(NaiveCache::<Vec<u32>>::default())),
-        seed_003::forced(cache()),
+        incident_003::forced(Arc::new(NaiveCache::<Vec<u32>>::default())),
+        incident_003::forced(cache()),
     );
     row(
         "003 lost read-modify-write (x8)",
         "free",
         "read-then-write map",
-        seed_003::free_running(Arc::new(NaiveCache::<Vec<u32>>::default()), rounds),
-        seed_003::free_running(cache(), rounds),
+        incident_003::free_running(Arc::new(NaiveCache::<Vec<u32>>::default()), rounds),
+        incident_003::free_running(cache(), rounds),
     );
     println!();
     coherent_bench::compare::run(true, None);

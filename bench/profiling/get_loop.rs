@@ -5,12 +5,11 @@
 //! difference). `get_loop ab PASSES` alternates coherent and quick_cache in
 //! one process and prints the median ratio of their times. `get_loop sweep
 //! PASSES` does what `ab` does for several key counts, 10k to 1M, one after
-//! the other (the table in docs/design.md, "How the one-thread ratio depends
-//! on the key count"). `WRITES=50` makes that many per mille of the
+//! the other. `WRITES=50` makes that many per mille of the
 //! operations inserts (same key), spread evenly, for the 95%-get cells;
 //! `RANDOM_WRITES=1` draws them at random with that probability instead,
 //! as `compare`'s walk does (a branch the predictor cannot learn, which
-//! costs an insert more: docs/design.md, "Word values in place").
+//! costs an insert more: docs/design.md, "Word values replaced in place").
 //! `LEN` is the length of the key sequence, 2^20 by default as in
 //! `compare`: a shorter one (2^16, say)
 //! touches fewer distinct keys and flatters the cache with the larger

@@ -1,5 +1,5 @@
 //! Why `coherent` hashes with foldhash's `quality` variant and not `fast`
-//! (docs/design.md, "A leaner `get`"): for 3,000 random seeds each, how
+//! (docs/design.md, "Routing and hashing"): for 3,000 random seeds each, how
 //! often the 100 keys `k % 4 < 2` of `0..200` miss one of 8 shards under
 //! the cache's shard rule (`(h >> 32) * n >> 32`), and, every 30th seed,
 //! the linear-probing displacement of 100k sequential keys in 16 tables of

@@ -3,7 +3,7 @@
 //! mailbox capacity: from 4 and 16 OS threads, and from 256 async tasks on
 //! a two-worker tokio runtime. Rounds interleave the capacities; compare
 //! within a round. `cargo run --release -p coherent-bench --example
-//! mailbox_depth` (docs/benchmarks.md, "Memory").
+//! mailbox_depth` (docs/design.md, "Combining and the mailbox").
 
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,7 @@
 //! 1 = quick_cache, 2 = moka, 3 = dashmap, 4 = coherent bounded). Prints
 //! the throughput and the number of inserts made, so that a system-call
 //! count taken around it reads per insert: the heavy fences of the
-//! reclamation in docs/design.md ("Sharing the heavy fence,
-//! and polling a held token") are
+//! reclamation (docs/design.md, "Reclamation and the pin") are
 //! `perf stat -e syscalls:sys_enter_membarrier target/release/examples/mix_threads 2 200 0`.
 
 use coherent_bench::{prefilled, prefilled_bounded, throughput, zipf_keys};

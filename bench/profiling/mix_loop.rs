@@ -1,12 +1,12 @@
 //! One thread, a fixed number of operations of the `compare` walk (Zipf 1.0
 //! over 100k keys, prefilled), `WRITES` per mille of them inserts, on one
 //! cache: `mix_loop WRITES CACHE` (CACHE 0 = coherent, 1 = quick_cache,
-//! 2 = moka, 3 = dashmap, 4 = coherent bounded as quick_cache is). A fixed count rather than a time window, for
-//! `perf record`: the write-path profile in docs/design.md ("Where a write
-//! in the Zipf mix waits") is `perf record -e cpu-clock mix_loop 1000 0`.
-//! `N` sets the operation count (default 20M): the per-insert instruction
-//! counts in docs/design.md ("Instructions on the insert path") are
-//! `N=0` and `N=2000000` under `valgrind --tool=callgrind`, differenced.
+//! 2 = moka, 3 = dashmap, 4 = coherent bounded as quick_cache is). A fixed
+//! count rather than a time window, for `perf record -e cpu-clock mix_loop
+//! 1000 0` and for callgrind. `N` sets the operation count (default 20M):
+//! the instruction counts per `get` and per `insert` in docs/design.md and
+//! docs/benchmarks.md are `N=0` and `N=2000000` under `valgrind
+//! --tool=callgrind`, differenced.
 
 use coherent_bench::{prefilled, prefilled_bounded, zipf_keys, Walk};
 use std::time::Instant;

@@ -1,6 +1,7 @@
 //! The floor under a one-thread `get`: bare open-addressing tables with
 //! coherent's layout and none of its machinery, timed beside coherent and
-//! quick_cache in one process (docs/design.md, "A leaner `get`").
+//! quick_cache in one process (docs/design.md, "The published table and
+//! tag-filtered probing").
 //!
 //! - `ptr`: 16 tables (the shard choice as coherent's), each an array of
 //!   tagged pointers (16 hash bits in the top bits) to separately allocated
@@ -15,7 +16,7 @@
 //!   beside an array of `[hash, key, value]` buckets (32 bytes apart), at
 //!   most 7/8 full as hashbrown's or 2/3 as coherent's. The control bytes
 //!   (128 or 256 KiB at 100k keys) stay in L2; the bucket is the lookup's
-//!   one miss (docs/design.md, "Entries in the slot's own line, measured").
+//!   one miss (docs/design.md, "The published table and tag-filtered probing").
 //!
 //! Zipf 1.0 over `KEYS` keys (default 100k), a 2^20-long key sequence as in
 //! `compare`; median of 5 rounds of 10 passes, the caches taking turns.

@@ -1,5 +1,5 @@
-//! The three single-key seed races, each as a forced interleaving and as a
-//! free-running contention loop, against any [`SeedCache`].
+//! The three single-key incident races, each as a forced interleaving and as a
+//! free-running contention loop, against any [`IncidentCache`].
 
 use crate::naive::{AckBeforeApply, NaiveCache};
 use crate::wait_until;
@@ -25,7 +25,7 @@ impl<T> Held for T {}
 pub type Modify<V> = Box<dyn FnOnce(Option<&V>) -> V + Send>;
 
 /// The cache interface the scenarios drive.
-pub trait SeedCache<V>: Send + Sync + 'static {
+pub trait IncidentCache<V>: Send + Sync + 'static {
     /// Name for tables.
     fn name(&self) -> &'static str;
     /// A read.
@@ -44,7 +44,7 @@ pub trait SeedCache<V>: Send + Sync + 'static {
     fn stall(&self, key: u64) -> Box<dyn Held + '_>;
 }
 
-impl<V: Clone + Send + Sync + 'static> SeedCache<V> for coherent::Cache<u64, V> {
+impl<V: Clone + Send + Sync + 'static> IncidentCache<V> for coherent::Cache<u64, V> {
     fn name(&self) -> &'static str {
         "coherent"
     }
@@ -97,7 +97,7 @@ impl<V: Clone + Send + Sync + 'static> SeedCache<V> for coherent::Cache<u64, V> 
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> SeedCache<V> for NaiveCache<V> {
+impl<V: Clone + Send + Sync + 'static> IncidentCache<V> for NaiveCache<V> {
     fn name(&self) -> &'static str {
         "naive locked map"
     }
@@ -124,7 +124,7 @@ impl<V: Clone + Send + Sync + 'static> SeedCache<V> for NaiveCache<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> SeedCache<V> for AckBeforeApply<V> {
+impl<V: Clone + Send + Sync + 'static> IncidentCache<V> for AckBeforeApply<V> {
     fn name(&self) -> &'static str {
         "naive ack-before-apply"
     }
@@ -162,11 +162,11 @@ impl<V: Clone + Send + Sync + 'static> SeedCache<V> for AckBeforeApply<V> {
 /// Seed 001: a loader reads the old database value, an update commits and
 /// invalidates while it runs, and the loader's result must not be cached; a
 /// caller that starts after the write must not get the old value.
-pub mod seed_001 {
+pub mod incident_001 {
     use super::*;
 
     /// The interleaving of the incident, forced step by step.
-    pub fn forced<C: SeedCache<u64>>(cache: Arc<C>) -> Outcome {
+    pub fn forced<C: IncidentCache<u64>>(cache: Arc<C>) -> Outcome {
         const KEY: u64 = 1;
         let db = Arc::new(AtomicU64::new(1));
         let (loaded_tx, loaded_rx) = mpsc::channel();
@@ -223,7 +223,7 @@ pub mod seed_001 {
     /// A writer bumps the database and invalidates, `rounds` times, while
     /// two readers load through the cache; a reader that starts after an
     /// invalidation returned must see that version or a newer one.
-    pub fn free_running<C: SeedCache<u64>>(cache: Arc<C>, rounds: u64) -> Outcome {
+    pub fn free_running<C: IncidentCache<u64>>(cache: Arc<C>, rounds: u64) -> Outcome {
         const KEY: u64 = 7;
         let db = Arc::new(AtomicU64::new(0));
         let committed = Arc::new(AtomicU64::new(0));
@@ -276,12 +276,12 @@ pub mod seed_001 {
 
 /// Seed 002: a write is acknowledged, and an immediate read on another
 /// thread must see it.
-pub mod seed_002 {
+pub mod incident_002 {
     use super::*;
 
     /// Writes are held back; the writer's acknowledgement must not come
     /// before its write is visible.
-    pub fn forced<C: SeedCache<u64>>(cache: Arc<C>) -> Outcome {
+    pub fn forced<C: IncidentCache<u64>>(cache: Arc<C>) -> Outcome {
         const KEY: u64 = 2;
         cache.insert(KEY, 1);
         wait_until(|| cache.get(KEY) == Some(1)); // settled (the naive one lags)
@@ -317,7 +317,7 @@ pub mod seed_002 {
 
     /// A writer writes `rounds` versions, publishing each acknowledged
     /// version to a reader thread, which must never read an older one.
-    pub fn free_running<C: SeedCache<u64>>(cache: Arc<C>, rounds: u64) -> Outcome {
+    pub fn free_running<C: IncidentCache<u64>>(cache: Arc<C>, rounds: u64) -> Outcome {
         const KEY: u64 = 3;
         let acked = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
@@ -348,7 +348,7 @@ pub mod seed_002 {
 
 /// Seed 003: eight concurrent appends to one cached list; all eight must
 /// be there.
-pub mod seed_003 {
+pub mod incident_003 {
     use super::*;
 
     const WRITERS: u32 = 8;
@@ -363,7 +363,7 @@ pub mod seed_003 {
 
     /// One appender is paused in the middle of its read-modify-write while
     /// the seven others run theirs: the schedule that lost seven messages.
-    pub fn forced<C: SeedCache<Vec<u32>>>(cache: Arc<C>) -> Outcome {
+    pub fn forced<C: IncidentCache<Vec<u32>>>(cache: Arc<C>) -> Outcome {
         const KEY: u64 = 4;
         let (paused_tx, paused_rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -408,7 +408,7 @@ pub mod seed_003 {
 
     /// Eight threads each append their id to lists `0..rounds/8`, racing
     /// through them in the same order; every list must end with 8 items.
-    pub fn free_running<C: SeedCache<Vec<u32>>>(cache: Arc<C>, rounds: u64) -> Outcome {
+    pub fn free_running<C: IncidentCache<Vec<u32>>>(cache: Arc<C>, rounds: u64) -> Outcome {
         let lists = rounds.div_ceil(u64::from(WRITERS));
         let base = 1_000_000;
         let start = Arc::new(Barrier::new(WRITERS as usize));

@@ -10,7 +10,7 @@
 //! entries: if it saw version `u` of the user, a related entry it reads
 //! afterwards must be absent or derived from `u` or later.
 
-use crate::seeds::Outcome;
+use crate::incidents::Outcome;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -20,7 +20,7 @@ pub const USER: u64 = 0;
 /// The tag the derived entries carry.
 pub const TAG: &str = "user";
 
-/// How a cache under test does the seed's write.
+/// How a cache under test does the incident's write.
 pub trait RelatedCache: Send + Sync + 'static {
     /// Name for tables.
     fn name(&self) -> &'static str;
@@ -69,7 +69,7 @@ impl RelatedCache for coherent::Cache<u64, u64> {
     }
 }
 
-/// The seed's writer: the same cache, used the way the seed used its
+/// The seed's writer: the same cache, used the way the incident's service used its
 /// cache: set, then invalidate the related entries, as separate steps.
 #[derive(Debug, Clone)]
 pub struct TwoStep(pub coherent::Cache<u64, u64>);
