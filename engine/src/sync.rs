@@ -10,7 +10,7 @@
 //! There is no `ArcSwap` to stand in for: readers load each shard's
 //! published table through an `AtomicPtr` from the shard crate's facade
 //! (loom's under the cfg) and are protected by its reclamation scheme
-//! (`docs/design.md`, "Why not arc-swap on the read path").
+//! (`docs/design.md`, "Reclamation and the pin").
 //!
 //! Two things deliberately stay `std`, because they order nothing: the
 //! `Arc`s of the weigher and removal listener (immutable closures handed

@@ -7,7 +7,7 @@
 //! then one Release store of the stamp into the watermark makes all of
 //! them visible at once, in every shard (G2). A reader loads the watermark
 //! only when it meets an intent, so a `get` of a key no transaction is
-//! touching never reads it. See docs/design.md, "Transactions".
+//! touching never reads it. See docs/design.md, "The watermark: transactions at one instant".
 
 use crate::sync::{
     fence, spin_loop, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, SPINS,
