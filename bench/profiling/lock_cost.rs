@@ -1,5 +1,5 @@
 //! What a reader pays to be allowed to read, alone in a loop: an arc-swap
-//! load+drop (what coherent's `get` used to pay), a parking_lot read
+//! load+drop (the read-side protection coherent does not use), a parking_lot read
 //! lock+unlock (what quick_cache pays), and a whole coherent `get` of a
 //! one-entry cache (pin, probe, clone, unpin). docs/design.md, "Where the
 //! time goes in `get`".

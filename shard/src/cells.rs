@@ -3,7 +3,7 @@
 //! entry of up to 64 bytes spans two cache lines, whatever the process
 //! allocated before the cache.
 //!
-//! Why not the global allocator (as before): glibc serves a 24-byte plain
+//! Why not the global allocator: glibc serves a 24-byte plain
 //! `u64` entry from a 32-byte chunk whose address is 16 bytes past a
 //! 32-byte boundary or on one, depending on earlier allocations, so half
 //! the entries spanned two lines in some processes and none in others;

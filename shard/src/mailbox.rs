@@ -4,7 +4,7 @@
 //! `tokio::sync::mpsc` by the `mailbox` benchmark (numbers in
 //! `docs/design.md`): a message in and out costs 28 ns against 38 ns and
 //! 71 ns, and a look at an empty queue 3 ns against flume's 18 ns (flume
-//! takes a lock). The holder no longer looks at the queue to learn whether
+//! takes a lock). The holder does not look at the queue to learn whether
 //! it is empty: the count of queued messages lives in the owner token's
 //! word (`token.rs`), and a message is taken out only once it is counted.
 //! crossbeam has no async `send`; async writers use `try_push` and help

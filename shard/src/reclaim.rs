@@ -3,12 +3,12 @@
 //!
 //! # Why not `arc-swap` on the read path
 //!
-//! A `get` used to take an `ArcSwap` guard on the shard's table. That guard
-//! costs two locked instructions (a debt-slot `xchg` and a `cmpxchg` to pay
-//! it back). Locked instructions are full barriers on x86, so no two `get`s
-//! could overlap their cache misses: on the Zipf benchmark a `get` spent
-//! about 40% of its time there and ran at 0.65x-0.9x quick_cache's speed
-//! (docs/design.md has the figures). Here a reader announces itself with a
+//! An `ArcSwap` guard on the shard's table costs a `get` two locked
+//! instructions (a debt-slot `xchg` and a `cmpxchg` to pay it back).
+//! Locked instructions are full barriers on x86, so no two `get`s can
+//! overlap their cache misses: measured on the Zipf benchmark, a `get`
+//! spent about 40% of its time there and ran at 0.84x-0.93x quick_cache's
+//! speed, against 1.14x-1.29x with this scheme (docs/design.md). Here a reader announces itself with a
 //! plain store in its own cache line and a compiler fence, and the writer,
 //! which frees memory rarely (once per [`BATCH`] replaced entries), pays
 //! for the ordering instead with one `membarrier(2)` call.
@@ -25,11 +25,10 @@
 //!   thread (a `get` from a value's `Clone`) finds the bit, goes out of
 //!   line, and announces nothing and ends nothing: the outer announcement
 //!   covers it, since pins live inside one `get` and so end in the reverse
-//!   order they began (a loom model checks it). Until December 2026
-//!   every pin loaded `record.active` to find out whether it was nested
-//!   and stored back what it found; the bit made a one-thread `get`
-//!   3.5-6% faster (medians) on the AMD EPYC (Zen 1) machine
-//!   (docs/design.md, "Reclamation and the pin").
+//!   order they began (a loom model checks it). The bit, rather than a
+//!   load of `record.active` to learn whether the pin is nested, made a
+//!   one-thread `get` 3.5-6% faster in medians (docs/design.md,
+//!   "Reclamation and the pin").
 //! - The owner of a shard unlinks memory (a slot swap, or publishing a new
 //!   slot array), then *seals* what it unlinked: `r = EPOCH.fetch_add(1)`.
 //!   Later it runs the *heavy* fence and reads every record; the batch
@@ -64,10 +63,10 @@
 //!
 //! The heavy fence is the expensive half: with other threads of the
 //! process running, `membarrier` interrupts every core they run on (about
-//! 2.3 µs for the caller, and the interrupted cores pay too). Every shard
-//! used to run one per sealed batch; two threads writing 20% of the time
-//! spent about 18% of their time in it (`docs/design.md`, "Sharing the
-//! heavy fence, and polling a held token"). But one fence serves every owner: a fence and scan that
+//! 2.3 µs for the caller, and the interrupted cores pay too). With one per
+//! sealed batch and shard, two threads writing 20% of the time spent about
+//! 18% of their time in it (`docs/design.md`, "Reclamation and the pin").
+//! But one fence serves every owner: a fence and scan that
 //! began after a batch was sealed proves for that batch what it proves for
 //! its own. So `fence_and_scan` loads `EPOCH` (call it `e`) *before* its
 //! fence, and the bound it proves, `min(e, oldest announced epoch)`, holds

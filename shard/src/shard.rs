@@ -177,7 +177,7 @@ const TAKE_POLLS: u32 = if cfg!(coherent_loom) { 1 } else { 64 };
 
 /// One shard of the cache. See the module docs for the protocol.
 /// `repr(C)`: `slots` (readers) on its own lines, then the token word and
-/// the owner's hot fields together (`token.rs`, `owner.rs`).
+/// the owner's hot fields together (`token.rs`, `owner/mod.rs`).
 #[repr(C)]
 pub struct Shard<K, V> {
     /// The slot array readers see (owned by the owner; replaced only when

@@ -80,8 +80,8 @@
 //! destructor inside its fast take, which its own release then finds: see
 //! [`Held::release`]), so a counted message still always has a holder that
 //! will see it. (The shard refuses a cache write from a destructor it runs
-//! under the token, `HeldFlag` in `owner.rs`, so that re-entry no longer
-//! comes from a write; the token does not rely on it.)
+//! under the token, `HeldFlag` in `owner/mod.rs`, so that re-entry does
+//! not come from a write; the token does not rely on it.)
 
 use crate::reclaim;
 #[cfg(coherent_loom)]

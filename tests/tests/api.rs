@@ -85,8 +85,8 @@ fn resident_bytes() -> u64 {
 fn a_large_initial_capacity_is_taken_only_as_used_and_works() {
     // 2^25 slots a shard at 8 bytes: 256 MiB of address space per shard,
     // 4 GiB in all. Zeroed memory comes from the system as it is used, so
-    // building the cache must not make the process 4 GiB bigger (the
-    // tables used to be written slot by slot when built).
+    // building the cache must not make the process 4 GiB bigger (as it
+    // would if the tables were written slot by slot when built).
     let before = resident_bytes();
     let c = Cache::<u64, u64>::builder()
         .shards(16)

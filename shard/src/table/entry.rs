@@ -560,9 +560,10 @@ impl<K, V> Retired<K, V> {
 
 /// A replaced or removed entry, with its layout read while the owner still
 /// has its memory in cache (it has just probed or replaced it). Freeing it
-/// then reads nothing from it when `K` and `V` have no drop glue: freeing
-/// used to miss the cache once per entry, a batch at a time (cachegrind:
-/// about one D1 miss per write in a mixed workload).
+/// then reads nothing from it when `K` and `V` have no drop glue; reading
+/// each entry back to learn its layout missed the cache once per entry, a
+/// batch at a time (cachegrind: about one D1 miss per write in a mixed
+/// workload).
 pub(crate) struct RetiredEntry<K, V> {
     pub(super) entry: OwnedEntry<K, V>,
     pub(super) kind: Kind,
