@@ -42,6 +42,16 @@ pub enum Error {
     /// nothing was changed or queued. Every later write, update, load and
     /// transaction fails this way; `get` finds nothing.
     Closed,
+    /// A write on a replicated cache ([`Replica`](crate::replica::Replica),
+    /// feature `redis`) could not be confirmed: the other replicas may
+    /// still serve the value it replaced or invalidated. The change stands
+    /// on this replica, which stops serving, keeps the invalidation, and
+    /// publishes it again before it serves again. Retry the write (it is
+    /// idempotent) if the others must see it now; the message says what
+    /// failed. If this process ends before it publishes, the others keep
+    /// the old value until it expires: give replicated entries a time to
+    /// live as the backstop.
+    Unconfirmed(String),
 }
 
 impl fmt::Display for Error {
@@ -61,6 +71,10 @@ impl fmt::Display for Error {
             Error::Lost => f.write_str("a shard dropped this operation unanswered"),
             Error::Full => f.write_str(
                 "the shard is busy and its mailbox is full; nothing was queued or changed",
+            ),
+            Error::Unconfirmed(why) => write!(
+                f,
+                "the write stands here but could not be confirmed on the other replicas: {why}"
             ),
             Error::Closed => f.write_str("the cache is closed; nothing was changed"),
         }

@@ -34,6 +34,10 @@
 //! - **G5** `get` takes no lock, sends no message and never waits.
 //! - **G6** a panicking or failing closure reaches only its own caller;
 //!   [`Cache::close`] answers every operation in flight and refuses the rest.
+//! - **G8** (cargo feature `redis`) across the replicas of a service joined
+//!   through one Redis server (`replica::Replica`), a write that returned
+//!   `Ok` on any replica is seen by every read that starts afterwards on
+//!   any replica.
 //!
 //! `docs/guarantees.md` in the repository states each precisely and names the
 //! test that checks it.
@@ -74,6 +78,8 @@ mod builder;
 mod cache;
 mod error;
 mod load;
+#[cfg(feature = "redis")]
+pub mod replica;
 mod sync;
 mod txn;
 mod visibility;

@@ -55,6 +55,36 @@ impl From<&Tag> for Tag {
     }
 }
 
+impl Tag {
+    /// The integer this tag was made from, if it was made from one.
+    ///
+    /// ```
+    /// use coherent_shard::Tag;
+    /// assert_eq!(Tag::from(7u64).as_int(), Some(7));
+    /// assert_eq!(Tag::from("7").as_int(), None);
+    /// ```
+    pub fn as_int(&self) -> Option<u64> {
+        match &self.0 {
+            Repr::Int(n) => Some(*n),
+            Repr::Str(_) => None,
+        }
+    }
+
+    /// The string this tag was made from, if it was made from one.
+    ///
+    /// ```
+    /// use coherent_shard::Tag;
+    /// assert_eq!(Tag::from("user:7").as_str(), Some("user:7"));
+    /// assert_eq!(Tag::from(7u64).as_str(), None);
+    /// ```
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::Int(_) => None,
+            Repr::Str(s) => Some(s),
+        }
+    }
+}
+
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {

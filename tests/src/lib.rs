@@ -10,6 +10,8 @@ pub mod incident_000;
 pub mod incidents;
 pub mod naive;
 pub mod reclaim;
+pub mod redis_server;
+pub mod replicas;
 
 pub use incidents::{IncidentCache, Outcome};
 pub use naive::{AckBeforeApply, NaiveCache};
