@@ -26,10 +26,13 @@ pub trait Replicated: Send + Sync {
 
 impl Replicated for Replica<u64, u64> {
     fn write(&self, key: u64, version: u64) -> Result<(), String> {
-        if version % 4 == 0 {
-            self.invalidate(&key).map_err(|e| e.to_string())
-        } else {
-            self.insert(key, version).map_err(|e| e.to_string())
+        match version % 4 {
+            0 => self.invalidate(&key).map_err(|e| e.to_string()),
+            1 => self
+                .update(key, move |_| Some(version))
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            _ => self.insert(key, version).map_err(|e| e.to_string()),
         }
     }
 

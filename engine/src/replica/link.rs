@@ -121,6 +121,10 @@ where
                 return Err(format!("gap in the log: {last} then {seq}"));
             }
             let field = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+            if field("e").is_none_or(|e| e.as_slice() != member.epoch.as_bytes()) {
+                inner.counters.epochs.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("log entry {seq} is of another epoch"));
+            }
             if field("o").is_none_or(|o| o.as_slice() != id.as_bytes()) {
                 let payload = field("p").map_or(&[][..], Vec::as_slice);
                 let inv = wire::decode::<K>(payload)

@@ -146,6 +146,9 @@ struct Inner<K, V> {
     /// Invalidations a writer could not confirm: published again before
     /// this replica serves again.
     pending: Mutex<Vec<Vec<u8>>>,
+    /// Keys an `update` created (the closure found no entry): their entries
+    /// carry no generation tag, so the next drop removes them by key.
+    untagged: Mutex<Vec<K>>,
     /// Set by a writer that could not confirm: the link thread joins again.
     rejoin: AtomicBool,
     /// Connections for writers.
@@ -288,13 +291,17 @@ impl<K, V> Inner<K, V> {
                 if a >= seq {
                     continue;
                 }
-                let ms = self
+                let left = self
                     .scripts
                     .revoke(&mut c, &self.keys, id, seq)
                     .map_err(|e| e.to_string())?;
                 self.counters.revocations.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(member = %id, seq, "revoked a replica that did not ack");
-                wait = wait.max(Duration::from_millis(ms) + self.margin());
+                // Unknown to Redis (it lost its state after the publish):
+                // the member may have renewed just before, so a whole
+                // lease from now.
+                let left = left.map_or(self.config.lease, Duration::from_millis);
+                wait = wait.max(left + self.margin());
             }
         }
         // Leases of an earlier epoch (granted by a Redis that lost its
@@ -331,7 +338,12 @@ where
     /// loads; later writes cache under the next one.
     fn drop_generation(&self) {
         let g = self.generation.fetch_add(1, Ordering::AcqRel);
-        let _ = self.cache.invalidate_tag(generation_tag(g));
+        let created = std::mem::take(&mut *lock(&self.untagged));
+        let mut t = self.cache.transaction().invalidate_tag(generation_tag(g));
+        for k in created {
+            t = t.invalidate(k);
+        }
+        let _ = t.commit();
     }
 
     /// Applies `inv` to the local cache as one transaction.
@@ -389,6 +401,7 @@ where
             generation: AtomicU64::new(0),
             member: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
+            untagged: Mutex::new(Vec::new()),
             rejoin: AtomicBool::new(false),
             pool: Mutex::new(Vec::new()),
             acks: Acks::default(),
@@ -549,6 +562,48 @@ where
             keys: vec![key.clone()],
             tags: Vec::new(),
         }))
+    }
+
+    /// Runs `f` on this replica's cached value of `key` inside its shard,
+    /// as [`Cache::update`] does (atomic among the updates of this
+    /// process, not across replicas: values do not cross the wire), then
+    /// drops `key` on every other replica; returns the new value once no
+    /// replica can serve the value it replaced. While this replica does not
+    /// serve, `f` sees no value and its result is not cached here.
+    pub fn update<F>(&self, key: K, f: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(Option<&V>) -> Option<V> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let payload = wire::encode(&Invalidation {
+            keys: vec![key.clone()],
+            tags: Vec::new(),
+        });
+        let new = if inner.serving() {
+            let g = inner.generation.load(Ordering::Acquire);
+            let created = Arc::new(AtomicBool::new(false));
+            let mark = created.clone();
+            let new = inner.cache.update(key.clone(), move |old| {
+                let new = f(old);
+                mark.store(old.is_none() && new.is_some(), Ordering::Release);
+                new
+            })?;
+            if created.load(Ordering::Acquire) {
+                // No tag on a created entry: the next drop removes it by
+                // key. Recorded before the generation is read again, so a
+                // drop that took the list before this is seen below.
+                lock(&inner.untagged).push(key.clone());
+            }
+            if inner.generation.load(Ordering::Acquire) != g {
+                inner.cache.invalidate(&key)?;
+            }
+            new
+        } else {
+            inner.cache.invalidate(&key)?;
+            f(None)
+        };
+        inner.confirm(payload)?;
+        Ok(new)
     }
 
     /// Drops every entry carrying `tag` on every replica; returns once none

@@ -9,7 +9,10 @@
 //!   without persistence). A new epoch means everything else was lost.
 //! - `seq`: the last sequence number given out.
 //! - `log`: a stream of invalidations, entry id `<seq>-0`, fields `o` (the
-//!   writer's member id) and `p` (the payload, `wire.rs`).
+//!   writer's member id), `e` (the epoch it was written in: after a flush
+//!   the numbering starts again, and a replica of the old epoch must not
+//!   take a new entry for the one it missed) and `p` (the payload,
+//!   `wire.rs`).
 //! - `members`: member id -> lease expiry (Redis ms).
 //! - `revoked`: member id -> the lease expiry it had when a writer revoked
 //!   it; it cannot renew, and writers wait that expiry out.
@@ -116,7 +119,7 @@ impl Scripts {
             "{NOW}
             if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {{-1, now, {{}}}} end
             local seq = redis.call('INCR', KEYS[2])
-            redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'o', ARGV[1], 'p', ARGV[3])
+            redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'o', ARGV[1], 'e', ARGV[2], 'p', ARGV[3])
             local leases = {{}}
             local m = redis.call('HGETALL', KEYS[4])
             for i = 1, #m, 2 do
@@ -149,7 +152,7 @@ impl Scripts {
               redis.call('HSET', KEYS[3], ARGV[1], exp)
             else
               exp = redis.call('HGET', KEYS[3], ARGV[1])
-              if not exp then return {{0, now}} end
+              if not exp then return {{-1, now}} end
             end
             exp = tonumber(exp)
             if exp <= now then return {{0, now}} end
@@ -274,15 +277,17 @@ impl Scripts {
     }
 
     /// Revokes `id` unless it acked `seq`: the ms until its lease has
-    /// surely ended in Redis's clock (0: nothing to wait for).
+    /// surely ended in Redis's clock (0: nothing to wait for), or `None`
+    /// if Redis has no record of it (it lost its state since the publish):
+    /// the lease may then run for a whole lease from now.
     pub(crate) fn revoke(
         &self,
         c: &mut Connection,
         k: &Keys,
         id: &str,
         seq: u64,
-    ) -> redis::RedisResult<u64> {
-        let (wait, _now): (u64, u64) = self
+    ) -> redis::RedisResult<Option<u64>> {
+        let (wait, _now): (i64, u64) = self
             .revoke
             .key(&k.members)
             .key(&k.acked)
@@ -290,7 +295,7 @@ impl Scripts {
             .arg(id)
             .arg(seq)
             .invoke(c)?;
-        Ok(wait)
+        Ok(u64::try_from(wait).ok())
     }
 }
 
