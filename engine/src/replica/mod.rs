@@ -35,9 +35,11 @@
 //!
 //! The files: `store.rs` (the Redis keys and scripts), `link.rs` (each
 //! replica's thread: join, renew, apply the log, ack), `acks.rs` (what
-//! writers wait on), `wire.rs` and `key.rs` (what crosses the wire).
+//! writers wait on), `batch.rs` (writes in flight share a log entry),
+//! `wire.rs` and `key.rs` (what crosses the wire).
 
 mod acks;
+mod batch;
 mod key;
 mod link;
 mod store;
@@ -154,6 +156,8 @@ struct Inner<K, V> {
     /// Connections for writers.
     pool: Mutex<Vec<redis::Connection>>,
     acks: Acks,
+    /// Writes in flight share log entries.
+    batcher: batch::Batcher,
     stop: AtomicBool,
     /// Notified when the replica starts serving.
     serving_changed: Condvar,
@@ -263,25 +267,37 @@ impl<K, V> Inner<K, V> {
 
     fn try_confirm(&self, m: &Member, payload: &[u8]) -> Result<(), String> {
         let mut c = self.connection().map_err(|e| e.to_string())?;
-        let published = self
-            .scripts
-            .publish(
-                &mut c,
-                &self.keys,
-                m,
-                payload,
-                self.config.max_log,
-                self.margin().as_millis() as u64,
-            )
-            .map_err(|e| e.to_string())?;
-        let Some((seq, now, leases)) = published else {
+        let outcome = self.batcher.publish(payload, |batch| {
+            self.scripts
+                .publish(
+                    &mut c,
+                    &self.keys,
+                    m,
+                    batch,
+                    self.config.max_log,
+                    self.margin().as_millis() as u64,
+                )
+                .map_err(|e| e.to_string())
+                .map(|published| {
+                    published.map(|(seq, now, leases)| batch::Entry {
+                        seq,
+                        now,
+                        leases,
+                        origin: m.id.clone(),
+                        epoch_began: m.epoch_began,
+                    })
+                })
+        });
+        let Some(entry) = outcome.as_ref().clone()? else {
             return Err("the namespace's epoch changed (Redis lost its state)".to_owned());
         };
+        let (seq, now) = (entry.seq, entry.now);
         let deadline = Instant::now() + self.config.ack_deadline;
-        let others: Vec<&str> = leases
+        let others: Vec<&str> = entry
+            .leases
             .iter()
             .map(|(id, _)| id.as_str())
-            .filter(|id| *id != m.id)
+            .filter(|id| *id != entry.origin)
             .collect();
         let behind = self.acks.wait(&others, seq, deadline);
         let mut wait = Duration::ZERO;
@@ -306,7 +322,7 @@ impl<K, V> Inner<K, V> {
         }
         // Leases of an earlier epoch (granted by a Redis that lost its
         // state) run out by the epoch's start plus a lease.
-        let young = (m.epoch_began + self.config.lease.as_millis() as u64).saturating_sub(now);
+        let young = (entry.epoch_began + self.config.lease.as_millis() as u64).saturating_sub(now);
         if young > 0 {
             wait = wait.max(Duration::from_millis(young) + self.margin());
         }
@@ -405,6 +421,7 @@ where
             rejoin: AtomicBool::new(false),
             pool: Mutex::new(Vec::new()),
             acks: Acks::default(),
+            batcher: batch::Batcher::default(),
             stop: AtomicBool::new(false),
             serving_changed: Condvar::new(),
             serving_lock: Mutex::new(()),
