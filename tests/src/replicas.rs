@@ -188,6 +188,8 @@ impl PubSubReplica {
                             Ok(msg) => {
                                 let key: u64 = msg.get_payload().unwrap_or(u64::MAX);
                                 if !delay.is_zero() {
+                                    // The point of this variant: a slow
+                                    // subscriber, which the checker must catch.
                                     std::thread::sleep(delay);
                                 }
                                 let _ = cache.invalidate(&key);

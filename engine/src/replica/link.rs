@@ -31,7 +31,7 @@ where
                 // Not serving from here until joined and current again.
                 inner.serving_until.store(0, Ordering::Release);
                 inner.drop_generation();
-                match session(&inner, &mut epoch) {
+                match membership(&inner, &mut epoch) {
                     Ok(()) => return,
                     Err(why) => {
                         tracing::info!(%why, "replica stopped serving; joining again");
@@ -59,7 +59,7 @@ fn connect<K, V>(inner: &Inner<K, V>) -> redis::RedisResult<redis::Connection> {
 
 /// One membership: join, serve, and apply the log until something goes
 /// wrong (`Err`) or the replica is dropped (`Ok`).
-fn session<K, V>(inner: &Inner<K, V>, epoch: &mut Option<String>) -> Result<(), String>
+fn membership<K, V>(inner: &Inner<K, V>, epoch: &mut Option<String>) -> Result<(), String>
 where
     K: ReplicaKey + Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
